@@ -1,0 +1,59 @@
+"""``dfpipe query``: ad-hoc DuckDB SQL over the lake's tables."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from dfpipe.cli._common import friendly_errors, lake_option
+from dfpipe.lake import Lake
+
+
+@click.command()
+@lake_option
+@click.option(
+    "--format", "output_format", type=click.Choice(["table", "csv", "json"]), default="table",
+    show_default=True, help="How to print the result.",
+)
+@click.argument("sql")
+@friendly_errors
+def query(lake: str, output_format: str, sql: str) -> None:
+    """Run SQL over the lake; every table (clips, predictions, ...) is a view.
+
+    Materialised metric tables (after ``dfpipe metrics``) are views too.
+
+    \b
+    Example:
+      dfpipe query --lake lake "select label, count(*) from clips group by 1"
+    """
+    import duckdb
+
+    con = Lake(lake).connect()
+    try:
+        result = con.execute(sql)
+    except duckdb.Error as exc:
+        raise click.ClickException(f"SQL error: {exc}") from exc
+    if result.description is None:
+        return
+    names = [d[0] for d in result.description]
+    rows = result.fetchall()
+    if output_format == "json":
+        json.dump([dict(zip(names, row)) for row in rows], sys.stdout, default=str, indent=1)
+        sys.stdout.write("\n")
+    elif output_format == "csv":
+        import csv
+
+        writer = csv.writer(sys.stdout)
+        writer.writerow(names)
+        writer.writerows(rows)
+    else:
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(*names)
+        for row in rows:
+            table.add_row(*("NULL" if v is None else f"{v:.6g}" if isinstance(v, float) else str(v) for v in row))
+        Console().print(table)
+        click.echo(f"{len(rows)} row(s)", err=True)

@@ -1,0 +1,150 @@
+"""The lake's tables: one explicit Arrow schema each, with its grain.
+
+Every Parquet file dfpipe writes is cast to one of these schemas first
+(:func:`dfpipe.lake.Lake.write_shard`), so a reader can rely on the column types whatever
+stage or version wrote the file. Units are in the names (``duration_s``, ``size_bytes``).
+
+Score direction, stated once: ``predictions.spoof_logit`` is a natural-log odds of
+**spoof** (higher = more likely spoof; P(spoof) = sigmoid). ASVspoof score files use the
+opposite direction (higher = bona fide); :mod:`dfpipe.metrics` converts at that edge.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+_str = pa.string()
+_attributes = pa.map_(pa.string(), pa.string())
+
+CLIPS = pa.schema(
+    [
+        pa.field("clip_id", _str, nullable=False),  # sha256(corpus, content)[:32]
+        pa.field("corpus", _str, nullable=False),
+        pa.field("split", _str),  # train/dev/test/ood/eval or NULL when the corpus is silent
+        pa.field("label", _str, nullable=False),  # bonafide | spoof
+        pa.field("generator", _str),  # TTS/VC system or ASVspoof attack id (A01...); NULL for bona fide
+        pa.field("family", _str),  # generator family (formant, diphone, neural, ...)
+        pa.field("speaker", _str),
+        pa.field("language", _str),
+        pa.field("source_uri", _str, nullable=False),  # absolute path or URL of the raw file
+        pa.field("source_relpath", _str, nullable=False),  # path relative to the corpus root
+        pa.field("source_codec", _str, nullable=False),  # as probed: mp3, flac, pcm_s16le, aac...
+        pa.field("source_format", _str, nullable=False),  # container as probed: mp3, wav, mov,mp4,...
+        pa.field("duration_s", pa.float64(), nullable=False),
+        pa.field("sample_rate", pa.int32(), nullable=False),
+        pa.field("channels", pa.int16(), nullable=False),
+        pa.field("size_bytes", pa.int64(), nullable=False),
+        pa.field("content_sha256", _str, nullable=False),
+        pa.field("attributes", _attributes),  # every other original column of the corpus
+    ],
+    metadata={"grain": "one row per distinct audio file of a corpus"},
+)
+
+REJECTS = pa.schema(
+    [
+        pa.field("stage", _str, nullable=False),  # ingest | condition | features | score ...
+        pa.field("corpus", _str),
+        pa.field("source_uri", _str, nullable=False),  # the input that failed (path, clip_id...)
+        pa.field("clip_id", _str),
+        pa.field("condition", _str),
+        pa.field("reason", _str, nullable=False),  # short cause: undecodable, empty, ...
+        pa.field("detail", _str, nullable=False),  # what was wrong and what to do
+    ],
+    metadata={"grain": "one row per input a stage could not use"},
+)
+
+AUDIO = pa.schema(
+    [
+        pa.field("clip_id", _str, nullable=False),
+        pa.field("corpus", _str, nullable=False),
+        pa.field("condition", _str, nullable=False),  # flac, mp3_128k, corrupt, corrupt+mp3_64k...
+        pa.field("condition_params", _str, nullable=False),  # JSON: every parameter drawn
+        pa.field("seed", pa.int64(), nullable=False),  # per-clip seed of the random draws
+        pa.field("codec", _str, nullable=False),  # codec of audio_bytes
+        pa.field("format", _str, nullable=False),  # container of audio_bytes
+        pa.field("sample_rate", pa.int32(), nullable=False),
+        pa.field("duration_s", pa.float64(), nullable=False),
+        pa.field("audio_bytes", pa.large_binary(), nullable=False),  # the encoded file
+    ],
+    metadata={"grain": "one row per clip per condition"},
+)
+
+FEATURES = pa.schema(
+    [
+        pa.field("clip_id", _str, nullable=False),
+        pa.field("corpus", _str, nullable=False),
+        pa.field("condition", _str, nullable=False),
+        pa.field("frontend_version", _str, nullable=False),  # hash of the front-end config
+        pa.field("mel", pa.large_binary(), nullable=False),  # float16 LE, shape mel_shape
+        pa.field("mel_shape", pa.list_(pa.int32()), nullable=False),  # [2, 128, 301]: mel, delta
+        pa.field("lfcc", pa.large_binary(), nullable=False),  # float16 LE, shape lfcc_shape
+        pa.field("lfcc_shape", pa.list_(pa.int32()), nullable=False),
+    ],
+    metadata={"grain": "one row per clip per condition per front-end version"},
+)
+
+RUNS = pa.schema(
+    [
+        pa.field("run_id", _str, nullable=False),  # hash of the run's config
+        pa.field("arch", _str, nullable=False),
+        pa.field("train_corpus", _str, nullable=False),
+        pa.field("train_condition", _str, nullable=False),
+        pa.field("seed", pa.int64(), nullable=False),
+        pa.field("epochs_planned", pa.int32(), nullable=False),
+        pa.field("params", pa.int64(), nullable=False),  # trainable + frozen
+        pa.field("trainable_params", pa.int64(), nullable=False),
+        pa.field("checkpoint_bytes", pa.int64(), nullable=False),
+        pa.field("device", _str, nullable=False),
+        pa.field("config_json", _str, nullable=False),
+    ],
+    metadata={"grain": "one row per training run"},
+)
+
+EPOCHS = pa.schema(
+    [
+        pa.field("run_id", _str, nullable=False),
+        pa.field("epoch", pa.int32(), nullable=False),  # 1-based
+        pa.field("train_loss", pa.float64(), nullable=False),
+        pa.field("train_acc", pa.float64(), nullable=False),
+        pa.field("n_train", pa.int64(), nullable=False),
+        pa.field("checkpoint_uri", _str, nullable=False),
+        pa.field("checkpoint_bytes", pa.int64(), nullable=False),
+        pa.field("wall_s", pa.float64(), nullable=False),  # training time of this epoch
+    ],
+    metadata={"grain": "one row per run per epoch"},
+)
+
+PREDICTIONS = pa.schema(
+    [
+        pa.field("run_id", _str, nullable=False),
+        pa.field("epoch", pa.int32(), nullable=False),
+        pa.field("dataset", _str, nullable=False),  # eval-set name: val, test, ood, polished...
+        pa.field("clip_id", _str, nullable=False),
+        pa.field("corpus", _str, nullable=False),
+        pa.field("condition", _str, nullable=False),
+        pa.field("label", _str, nullable=False),
+        pa.field("spoof_logit", pa.float64(), nullable=False),  # higher = more spoof
+        # Grouping columns copied from clips so ad-hoc queries need no join.
+        pa.field("split", _str),
+        pa.field("generator", _str),
+        pa.field("family", _str),
+        pa.field("speaker", _str),
+        pa.field("language", _str),
+        pa.field("source_codec", _str),
+    ],
+    metadata={
+        "grain": "one row per run per epoch per dataset per clip",
+        "score_direction": "spoof_logit: higher = more spoof; P(spoof) = sigmoid(spoof_logit)",
+    },
+)
+
+TABLES: dict[str, pa.Schema] = {
+    "clips": CLIPS,
+    "rejects": REJECTS,
+    "audio": AUDIO,
+    "features": FEATURES,
+    "runs": RUNS,
+    "epochs": EPOCHS,
+    "predictions": PREDICTIONS,
+}
+"""Every table of the lake by name; stages may register more (diagnostics) here."""

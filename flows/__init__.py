@@ -1,0 +1,1 @@
+"""Prefect flows: one thin flow per stage, wiring the plain functions of :mod:`dfpipe`."""
