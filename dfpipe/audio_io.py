@@ -85,7 +85,8 @@ def probe(source: AudioSource) -> AudioInfo:
         if samples == 0 or not rate:
             raise RejectedInput("no_samples", "the audio stream decodes to no samples")
         return AudioInfo(
-            codec=stream.codec_context.name,
+            # canonical_name is the codec ("mp3"), name the decoder ("mp3float").
+            codec=stream.codec_context.codec.canonical_name,
             format=container.format.name,
             sample_rate=int(rate),
             channels=int(stream.codec_context.channels or 1),

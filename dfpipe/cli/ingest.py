@@ -1,0 +1,49 @@
+"""``dfpipe ingest``: probe a corpus into the lake's ``clips`` and ``rejects`` tables."""
+
+from __future__ import annotations
+
+import click
+
+from dfpipe.cli._common import dask_options, friendly_errors, lake_option
+from dfpipe.config import DaskConfig, IngestConfig
+from dfpipe.corpora import ADAPTERS
+
+
+@click.command()
+@lake_option
+@click.option("--corpus", required=True, help="Corpus name in the lake (letters, digits, . _ -).")
+@click.option("--format", "corpus_format", type=click.Choice(list(ADAPTERS)), required=True,
+              help="Layout of PATH (see docs/ingest.md).")
+@click.option("--allow-outside-root", is_flag=True,
+              help="Accept manifest paths and symlinks that lead outside the corpus root.")
+@click.option("--files-per-shard", type=int, default=IngestConfig.files_per_shard, show_default=True,
+              help="Files per unit of parallel work and of commit.")
+@dask_options
+@click.argument("path", type=click.Path(exists=True))
+@friendly_errors
+def ingest(lake: str, corpus: str, corpus_format: str, allow_outside_root: bool, files_per_shard: int,
+           dask_config: DaskConfig, path: str) -> None:
+    """Probe every file of the corpus at PATH; good ones become clips, bad ones rejects.
+
+    Re-running adds nothing; after an interrupted run it finishes the rest.
+
+    \b
+    Examples:
+      dfpipe ingest --lake lake --corpus itw --format in-the-wild release_in_the_wild/
+      dfpipe ingest --lake lake --corpus mine --format csv --workers 4 data/manifest.csv
+      dfpipe query --lake lake "select label, count(*) from clips group by 1"
+    """
+    from dfpipe.lake import Lake, check_name
+    from flows.ingest import run_ingest_flow
+
+    check_name("corpus", corpus)  # before a cluster starts
+    config = IngestConfig(files_per_shard=files_per_shard, allow_outside_root=allow_outside_root)
+    summary = run_ingest_flow(lake, corpus, corpus_format, path, config=config, dask_config=dask_config)
+    reasons = ", ".join(f"{reason} {n}" for reason, n in summary.reasons.items()) or "none"
+    where = Lake(lake)
+    click.echo(
+        f"{corpus}: {summary.clips} clips and {summary.rejects} rejects added ({reasons}); "
+        f"{summary.skipped} inputs already in the lake; {summary.seconds:.1f} s\n"
+        f"wrote {where.table_path('clips', {'corpus': corpus})} and "
+        f"{where.table_path('rejects', {'corpus': corpus})}"
+    )

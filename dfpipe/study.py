@@ -1,0 +1,196 @@
+"""Declarative studies: one YAML file names the corpora, their roles and the run matrix.
+
+A study file is validated by :class:`Study` and expanded by :func:`plan_study` into the
+work it implies, in stage order: corpora to ingest, (corpus, condition) pairs to make,
+features to compute, and the runs to train (architecture × training set × seed). The
+conditions are *derived* from the training and evaluation sets, never declared twice.
+
+Example (``studies/demo.yaml`` is the full one)::
+
+    name: demo
+    corpora:
+      demo: {format: demo, size: full, seed: 0}
+    train_sets:
+      flac_clean: {corpus: demo, condition: flac}
+      mp3_corrupt: {corpus: demo, condition: corrupt+mp3_64k}
+    eval_sets:
+      test: {corpus: demo, condition: flac, split: test}
+      ood: {corpus: demo, condition: flac, split: ood}
+      test_polished: {corpus: demo, condition: polished, split: test}
+    experiments:
+      - {name: main, architectures: [mel-cnn, mel-multiscale], train: [flac_clean, mp3_corrupt]}
+    epochs: {mel-cnn: 4, mel-multiscale: 4}
+
+Paths in a study file may use ``${VAR}`` environment variables; relative paths are
+relative to the study file.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from dfpipe.errors import ConfigError
+
+CorpusFormat = Literal["demo", "folder", "csv", "in-the-wild", "deepfake-eval-2024", "asvspoof5"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CorpusSpec(_Strict):
+    """Where a corpus comes from. ``format: demo`` builds the built-in corpus."""
+
+    format: CorpusFormat
+    path: str | None = None
+    """Corpus root (not for ``demo``, which is built into the demo cache)."""
+    size: Literal["small", "full"] = "full"
+    """``demo`` only: which size to build."""
+    seed: int = 0
+    """``demo`` only: the build seed."""
+    allow_outside_root: bool = False
+
+    @model_validator(mode="after")
+    def _path_matches_format(self) -> CorpusSpec:
+        if self.format == "demo" and self.path is not None:
+            raise ValueError("format 'demo' is built, not read: remove 'path'")
+        if self.format != "demo" and not self.path:
+            raise ValueError(f"format {self.format!r} needs a 'path'")
+        return self
+
+
+class DataSpec(_Strict):
+    """A slice of a corpus in one audio condition: what a run trains on or is scored on."""
+
+    corpus: str
+    condition: str = "raw"
+    split: str | None = None
+    """Only clips of this split (``None``: training sets use ``train``, eval sets all clips)."""
+    max_clips: int | None = Field(default=None, gt=0)
+    """Cap, drawn as a seeded stratified sample (for CPU-sized demos)."""
+
+
+class Experiment(_Strict):
+    """One block of the run matrix: every architecture × every named training set."""
+
+    name: str
+    architectures: list[str] = Field(min_length=1)
+    train: list[str] = Field(min_length=1)
+    """Names from ``train_sets``."""
+
+
+class Study(_Strict):
+    """A whole study: corpora → conditions → features → runs → metrics → report."""
+
+    name: str
+    corpora: dict[str, CorpusSpec] = Field(min_length=1)
+    train_sets: dict[str, DataSpec] = Field(min_length=1)
+    eval_sets: dict[str, DataSpec] = Field(min_length=1)
+    """Dataset names in ``predictions``: ``test`` (in-distribution), ``ood`` and a polished
+    variant such as ``test_polished`` are the roles the metric SQL reads (docs/metrics.md)."""
+    experiments: list[Experiment] = Field(min_length=1)
+    epochs: int | dict[str, int] = 50
+    """Epochs for every run, or per architecture (the study: 50 mel, 15 WavLM)."""
+    seeds: list[int] = Field(default=[0], min_length=1)
+    wavlm_path: str | None = None
+    """Local folder or Hugging Face cache name of WavLM-Large, for the WavLM architectures."""
+
+    @model_validator(mode="after")
+    def _references_exist(self) -> Study:
+        for name, spec in {**self.train_sets, **self.eval_sets}.items():
+            if spec.corpus not in self.corpora:
+                raise ValueError(f"set {name!r} names corpus {spec.corpus!r}, not in corpora")
+        if "val" in self.eval_sets:
+            raise ValueError("'val' is the name of each run's own validation split; rename the eval set")
+        for experiment in self.experiments:
+            for train in experiment.train:
+                if train not in self.train_sets:
+                    raise ValueError(f"experiment {experiment.name!r} names train set {train!r}, not in train_sets")
+            if isinstance(self.epochs, dict):
+                missing = set(experiment.architectures) - set(self.epochs)
+                if missing:
+                    raise ValueError(f"epochs has no entry for {sorted(missing)}")
+        return self
+
+    def epochs_for(self, arch: str) -> int:
+        return self.epochs if isinstance(self.epochs, int) else self.epochs[arch]
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    """One training run the study implies."""
+
+    experiment: str
+    arch: str
+    train_set: str
+    seed: int
+    epochs: int
+
+
+@dataclass(frozen=True)
+class StudyPlan:
+    """Everything a study will do, in stage order (what ``--dry-run`` prints)."""
+
+    corpora: tuple[str, ...]
+    conditions: tuple[tuple[str, str], ...]  # (corpus, condition), raw excluded
+    features: tuple[tuple[str, str], ...]  # (corpus, condition), raw included
+    runs: tuple[PlannedRun, ...]
+
+
+def load_study(path: str | os.PathLike[str]) -> Study:
+    """Read and validate a study file, expanding ``${VAR}`` and resolving relative paths.
+
+    Raises:
+        ConfigError: naming the file and every invalid field.
+    """
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(_expand_env(path.read_text(), path))
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"cannot read study file {path}: {exc}") from exc
+    try:
+        study = Study.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"study file {path} is invalid:\n{exc}") from exc
+    corpora = {
+        name: spec.model_copy(update={"path": str((path.parent / spec.path).resolve())})
+        if spec.path and not re.match(r"^[a-z0-9]+://", spec.path) else spec
+        for name, spec in study.corpora.items()
+    }
+    return study.model_copy(update={"corpora": corpora})
+
+
+def plan_study(study: Study) -> StudyPlan:
+    """Expand a study into its stages' work, deduplicated, in a stable order."""
+    data_sets = [*study.train_sets.values(), *study.eval_sets.values()]
+    features = sorted({(spec.corpus, spec.condition) for spec in data_sets})
+    runs = {
+        (arch, train, seed): PlannedRun(experiment.name, arch, train, seed, study.epochs_for(arch))
+        for experiment in study.experiments
+        for arch in experiment.architectures
+        for train in experiment.train
+        for seed in study.seeds
+    }
+    return StudyPlan(
+        corpora=tuple(sorted({spec.corpus for spec in data_sets})),
+        conditions=tuple(pair for pair in features if pair[1] != "raw"),
+        features=tuple(features),
+        runs=tuple(runs.values()),
+    )
+
+
+def _expand_env(text: str, path: Path) -> str:
+    def substitute(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in os.environ:
+            raise ConfigError(f"study file {path} uses ${{{name}}}, which is not set in the environment")
+        return os.environ[name]
+
+    return re.sub(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", substitute, text)
