@@ -1,0 +1,65 @@
+"""The conditions flow: plan in the flow, make each shard's audio on a Dask worker.
+
+Run it with ``dfpipe condition`` or ``python -m flows.conditions --corpus NAME --conditions ...``.
+The work lives in :mod:`dfpipe.conditions`; this module wires it to Prefect (retries, the
+Dask task runner) and shows a progress bar as shards complete.
+"""
+
+from __future__ import annotations
+
+from prefect import flow, task, unmapped
+from prefect.cache_policies import NO_CACHE
+from prefect.futures import PrefectFuture, as_completed
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from dfpipe.conditions import ConditionShard, StageSummary, condition_shard, plan_conditions
+from dfpipe.config import ConditionsConfig, DaskConfig
+from flows._common import dask_task_runner
+
+
+def collect(futures: list[PrefectFuture[StageSummary]], description: str, show_progress: bool) -> StageSummary:
+    """Sum shard summaries as they complete, with a progress bar (shared by the features flow)."""
+    total = StageSummary()
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, disable=not show_progress) as progress:
+        bar = progress.add_task(description, total=len(futures))
+        for future in as_completed(futures):
+            total = total + future.result()
+            progress.advance(bar)
+    return total
+
+
+# Retries cover worker loss and flaky storage; clips ffmpeg cannot handle never raise (they
+# become rejects rows), and a retried shard rewrites nothing already committed.
+@task(retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
+def make_condition_shard(shard: ConditionShard, config: ConditionsConfig) -> StageSummary:
+    """Encode one shard's clips under its condition (:func:`dfpipe.conditions.condition_shard`)."""
+    return condition_shard(shard, config)
+
+
+@flow(name="conditions", validate_parameters=False)
+def conditions_flow(lake_uri: str, corpus: str, conditions: list[str],
+                    config: ConditionsConfig | None = None, show_progress: bool = True) -> StageSummary:
+    """Make every missing (clip, condition) of ``corpus`` into the ``audio`` table.
+
+    Use :func:`run_conditions_flow` to choose the Dask cluster.
+    """
+    config = config or ConditionsConfig()
+    shards = plan_conditions(lake_uri, corpus, conditions, config)
+    futures = make_condition_shard.map(shards, unmapped(config))
+    return collect(list(futures), f"condition {corpus}", show_progress)
+
+
+def run_conditions_flow(lake_uri: str, corpus: str, conditions: list[str], *,
+                        config: ConditionsConfig | None = None, dask_config: DaskConfig | None = None,
+                        show_progress: bool = True) -> StageSummary:
+    """Run :func:`conditions_flow` on a LocalCluster, or on the scheduler in ``dask_config``."""
+    runner = dask_task_runner(dask_config or DaskConfig())
+    return conditions_flow.with_options(task_runner=runner)(lake_uri, corpus, list(conditions), config,
+                                                            show_progress)
+
+
+if __name__ == "__main__":
+    from dfpipe.cli.condition import condition as _cli
+
+    _cli()

@@ -1,0 +1,45 @@
+"""The features flow: plan in the flow, compute each shard's features on a Dask worker.
+
+Run it with ``dfpipe features`` or ``python -m flows.features --corpus NAME --condition C``.
+The work lives in :mod:`dfpipe.features`; this module wires it to Prefect.
+"""
+
+from __future__ import annotations
+
+from prefect import flow, task, unmapped
+from prefect.cache_policies import NO_CACHE
+
+from dfpipe.conditions import StageSummary
+from dfpipe.config import DaskConfig, FeaturesConfig
+from dfpipe.features import FeatureShard, feature_shard, plan_features
+from flows._common import dask_task_runner
+from flows.conditions import collect
+
+
+@task(retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
+def make_feature_shard(shard: FeatureShard, config: FeaturesConfig) -> StageSummary:
+    """Compute and commit one shard's features (:func:`dfpipe.features.feature_shard`)."""
+    return feature_shard(shard, config)
+
+
+@flow(name="features", validate_parameters=False)
+def features_flow(lake_uri: str, corpus: str, condition: str, config: FeaturesConfig | None = None,
+                  show_progress: bool = True) -> StageSummary:
+    """Compute every missing features row of (corpus, condition) at this front-end version."""
+    config = config or FeaturesConfig()
+    shards = plan_features(lake_uri, corpus, condition, config)
+    futures = make_feature_shard.map(shards, unmapped(config))
+    return collect(list(futures), f"features {corpus}:{condition}", show_progress)
+
+
+def run_features_flow(lake_uri: str, corpus: str, condition: str, *, config: FeaturesConfig | None = None,
+                      dask_config: DaskConfig | None = None, show_progress: bool = True) -> StageSummary:
+    """Run :func:`features_flow` on a LocalCluster, or on the scheduler in ``dask_config``."""
+    runner = dask_task_runner(dask_config or DaskConfig())
+    return features_flow.with_options(task_runner=runner)(lake_uri, corpus, condition, config, show_progress)
+
+
+if __name__ == "__main__":
+    from dfpipe.cli.features import features as _cli
+
+    _cli()
