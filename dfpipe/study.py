@@ -27,16 +27,20 @@ relative to the study file.
 
 from __future__ import annotations
 
+import csv
+import dataclasses
+import json
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from dfpipe.errors import ConfigError
+from dfpipe.lake import stable_id
 
 CorpusFormat = Literal["demo", "folder", "csv", "in-the-wild", "deepfake-eval-2024", "asvspoof5"]
 
@@ -56,6 +60,9 @@ class CorpusSpec(_Strict):
     seed: int = 0
     """``demo`` only: the build seed."""
     allow_outside_root: bool = False
+    sample: dict[str, int] | None = None
+    """``demo`` only: ingest at most this many clips per split (``{train: 400, ...}``),
+    half per label, a seeded draw: sizes a CPU demo without rebuilding the corpus."""
 
     @model_validator(mode="after")
     def _path_matches_format(self) -> CorpusSpec:
@@ -63,6 +70,10 @@ class CorpusSpec(_Strict):
             raise ValueError("format 'demo' is built, not read: remove 'path'")
         if self.format != "demo" and not self.path:
             raise ValueError(f"format {self.format!r} needs a 'path'")
+        if self.sample is not None and self.format != "demo":
+            raise ValueError("'sample' applies to the demo corpus only (dfpipe never rewrites your manifests)")
+        if self.sample is not None and any(n < 2 for n in self.sample.values()):
+            raise ValueError(f"'sample' sizes must be >= 2 (one per label), got {self.sample}")
         return self
 
 
@@ -73,8 +84,6 @@ class DataSpec(_Strict):
     condition: str = "raw"
     split: str | None = None
     """Only clips of this split (``None``: training sets use ``train``, eval sets all clips)."""
-    max_clips: int | None = Field(default=None, gt=0)
-    """Cap, drawn as a seeded stratified sample (for CPU-sized demos)."""
 
 
 class Experiment(_Strict):
@@ -121,6 +130,20 @@ class Study(_Strict):
 
     def epochs_for(self, arch: str) -> int:
         return self.epochs if isinstance(self.epochs, int) else self.epochs[arch]
+
+    def data_spec(self, name: str) -> str:
+        """A train or eval set as the trainer's ``CORPUS:CONDITION[@SPLIT]`` data spec."""
+        spec = {**self.train_sets, **self.eval_sets}[name]
+        return f"{spec.corpus}:{spec.condition}" + (f"@{spec.split}" if spec.split else "")
+
+    def arch_config(self, arch: str) -> Any:
+        """``arch``'s default config, pointed at ``wavlm_path`` for the WavLM models;
+        ``None`` (the defaults) otherwise."""
+        if not (arch.startswith("wavlm") and self.wavlm_path):
+            return None
+        from dfpipe.models import default_config  # torch: only when a WavLM run is planned
+
+        return dataclasses.replace(default_config(arch), wavlm=self.wavlm_path)
 
 
 @dataclass(frozen=True)
@@ -171,13 +194,13 @@ def plan_study(study: Study) -> StudyPlan:
     """Expand a study into its stages' work, deduplicated, in a stable order."""
     data_sets = [*study.train_sets.values(), *study.eval_sets.values()]
     features = sorted({(spec.corpus, spec.condition) for spec in data_sets})
-    runs = {
-        (arch, train, seed): PlannedRun(experiment.name, arch, train, seed, study.epochs_for(arch))
-        for experiment in study.experiments
-        for arch in experiment.architectures
-        for train in experiment.train
-        for seed in study.seeds
-    }
+    runs: dict[tuple[str, str, int], PlannedRun] = {}
+    for experiment in study.experiments:
+        for arch in experiment.architectures:
+            for train in experiment.train:
+                for seed in study.seeds:  # a run shared by two experiments is listed under the first
+                    runs.setdefault((arch, train, seed),
+                                    PlannedRun(experiment.name, arch, train, seed, study.epochs_for(arch)))
     return StudyPlan(
         corpora=tuple(sorted({spec.corpus for spec in data_sets})),
         conditions=tuple(pair for pair in features if pair[1] != "raw"),
@@ -194,3 +217,32 @@ def _expand_env(text: str, path: Path) -> str:
         return os.environ[name]
 
     return re.sub(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", substitute, text)
+
+
+def sample_manifest(manifest: str | os.PathLike[str], per_split: dict[str, int], seed: int) -> Path:
+    """Write a stratified sample of a demo ``manifest.csv`` beside it; return its path.
+
+    Each split keeps at most ``per_split[split]`` rows, half of each label, chosen by a
+    seeded hash of the path (deterministic, stable when the corpus grows); splits not
+    named are dropped. Rows keep their relative paths, so the sample reads the same files.
+    """
+    source = Path(manifest)
+    with open(source, newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        fields, rows = reader.fieldnames or [], list(reader)
+    chosen = []
+    for split, limit in sorted(per_split.items()):
+        for label in ("bonafide", "spoof"):
+            group = [r for r in rows if r["split"] == split and r["label"] == label]
+            group.sort(key=lambda r: stable_id(str(seed), r["path"]))
+            chosen.extend(group[: limit // 2])
+    chosen.sort(key=lambda r: r["path"])
+    key = stable_id(json.dumps(per_split, sort_keys=True), str(seed), length=8)
+    target = source.with_name(f"manifest.sample-{key}.csv")
+    tmp = target.with_suffix(".csv.tmp")
+    with open(tmp, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=fields, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(chosen)
+    os.replace(tmp, target)
+    return target

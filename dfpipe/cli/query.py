@@ -20,9 +20,9 @@ from dfpipe.lake import Lake
 @click.argument("sql")
 @friendly_errors
 def query(lake: str, output_format: str, sql: str) -> None:
-    """Run SQL over the lake; every table (clips, predictions, ...) is a view.
-
-    Materialised metric tables (after ``dfpipe metrics``) are views too.
+    """Run SQL over the lake; every table (clips, predictions, ...) is a view, and so is
+    every materialised metric table (leaderboard, threshold_metrics, ... after
+    ``dfpipe metrics``).
 
     \b
     Example:
@@ -30,7 +30,11 @@ def query(lake: str, output_format: str, sql: str) -> None:
     """
     import duckdb
 
-    con = Lake(lake).connect()
+    from dfpipe.metrics import attach_metrics
+
+    lake_ = Lake(lake)
+    con = lake_.connect()
+    attach_metrics(con, lake_)  # the materialised metric tables, after `dfpipe metrics`
     try:
         result = con.execute(sql)
     except duckdb.Error as exc:

@@ -1,0 +1,515 @@
+"""Metric tables: the DuckDB SQL in ``sql/``, run over the lake, materialised as Parquet.
+
+Every metric is computed in SQL; this module only finds the SQL files, orders them by
+their references, binds the parameters and writes the results:
+
+* ``sql/<relation>.sql`` holds one relation named like the file. A header line
+  ``-- materialized: view|table|macro`` says what it becomes: ``view`` and ``table`` files
+  are one ``select`` (the runner wraps it in ``create or replace view/table <name> as``),
+  ``macro`` files are a complete ``create or replace macro`` statement.
+* Parameters (:class:`dfpipe.config.MetricsConfig`) live in a one-row relation
+  ``metric_params`` that the runner creates with bound values; the SQL reads it like any
+  table, so every file also runs in the plain ``duckdb`` CLI on ``LAKE/metrics.duckdb``.
+* Score direction: the lake stores ``spoof_logit`` (higher = spoof); ``stg_predictions``
+  adds ``cm_score = -spoof_logit`` (ASVspoof direction, higher = bona fide). ASVspoof score
+  files are converted at this edge (:func:`read_score_files`, :func:`export_scores`).
+
+Outputs of :func:`compute_metrics`: ``LAKE/metrics/<relation>.parquet`` for every table
+(and ``metric_params``), and ``LAKE/metrics.duckdb`` with the same tables plus the macros.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+import tempfile
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Literal
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from dfpipe.config import MetricsConfig
+from dfpipe.errors import ConfigError, DfpipeError
+from dfpipe.lake import Lake, _sql_list, conform
+from dfpipe.schemas import TABLES
+
+SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
+"""The repository's ``sql/`` folder (the metric SQL)."""
+
+METRICS_FOLDER = "metrics"
+METRICS_DATABASE = "metrics.duckdb"
+PARAMS_RELATION = "metric_params"
+
+Materialization = Literal["view", "table", "macro"]
+_MATERIALIZED = re.compile(r"^--\s*materialized:\s*(view|table|macro)\s*$", re.MULTILINE)
+_COMMENT = re.compile(r"--[^\n]*")
+_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
+
+EVAL_RUN = "eval"
+"""run_id / dataset given to the rows of an ASVspoof score file in :func:`evaluate_score_files`."""
+
+EVAL_RELATIONS = ("score_metrics", "threshold_metrics")
+"""What :func:`evaluate_score_files` computes (a score file has no runs, epochs or val set)."""
+
+KEY_COLUMN_ALIASES: dict[str, str] = {
+    "attack": "generator",
+    "attack_label": "generator",
+    "attack_tag": "generator",
+    "generator": "generator",
+    "family": "family",
+    "codec": "source_codec",
+    "source_codec": "source_codec",
+    "condition": "condition",
+    "speaker": "speaker",
+    "language": "language",
+}
+"""Extra key-file columns that become groupings, mapped to their ``predictions`` column."""
+
+
+@dataclass(frozen=True)
+class SqlModel:
+    """One ``sql/<name>.sql`` file.
+
+    Attributes:
+        name: relation (or macro) name, equal to the file stem.
+        materialized: ``view``, ``table`` or ``macro`` (from the header line).
+        sql: the file's text.
+        refs: names of the other models the file reads (comments ignored).
+    """
+
+    name: str
+    materialized: Materialization
+    sql: str
+    refs: frozenset[str]
+
+
+@dataclass(frozen=True)
+class MetricsSummary:
+    """What :func:`compute_metrics` wrote: rows per table, where."""
+
+    rows: dict[str, int]
+    parquet_dir: str
+    database: str
+
+
+def load_models(sql_dir: str | os.PathLike[str] = SQL_DIR) -> list[SqlModel]:
+    """Read every ``*.sql`` model and return them in dependency order.
+
+    References are found by name: a model refers to another when the other's name appears
+    as a word outside comments (``from score_metrics``, ``asv_metrics('grouped_scores')``).
+    Ties in the order are broken by name, so the order is deterministic.
+
+    Raises:
+        ConfigError: a file without a ``-- materialized:`` header, a bad name, or a cycle.
+    """
+    paths = sorted(Path(sql_dir).glob("*.sql"))
+    texts = {p.stem: p.read_text() for p in paths}
+    models: dict[str, SqlModel] = {}
+    for name, text in texts.items():
+        if not _IDENTIFIER.match(name):
+            raise ConfigError(f"sql/{name}.sql: a relation name must be a lowercase identifier")
+        found = _MATERIALIZED.search(text)
+        if found is None:
+            raise ConfigError(f"sql/{name}.sql: add a '-- materialized: view|table|macro' header line")
+        code = _COMMENT.sub("", text)
+        refs = frozenset(
+            other for other in texts if other != name and re.search(rf"\b{other}\b", code)
+        )
+        models[name] = SqlModel(name, found.group(1), text.strip().rstrip(";"), refs)  # type: ignore[arg-type]
+    ordered: list[SqlModel] = []
+    done: set[str] = set()
+    while len(ordered) < len(models):
+        ready = sorted(n for n, m in models.items() if n not in done and m.refs <= done)
+        if not ready:
+            raise ConfigError(f"sql/: reference cycle among {sorted(set(models) - done)}")
+        for name in ready:
+            ordered.append(models[name])
+            done.add(name)
+    return ordered
+
+
+def select_models(models: Iterable[SqlModel], targets: Iterable[str]) -> list[SqlModel]:
+    """The models ``targets`` need (themselves and everything they reference), in order.
+
+    Raises:
+        ConfigError: naming an unknown target.
+    """
+    ordered = list(models)
+    by_name = {m.name: m for m in ordered}
+    unknown = set(targets) - set(by_name)
+    if unknown:
+        raise ConfigError(f"unknown metric relations {sorted(unknown)}; known: {sorted(by_name)}")
+    needed: set[str] = set()
+    stack = list(targets)
+    while stack:
+        name = stack.pop()
+        if name not in needed:
+            needed.add(name)
+            stack.extend(by_name[name].refs)
+    return [m for m in ordered if m.name in needed]
+
+
+def bind_params(con: duckdb.DuckDBPyConnection, config: MetricsConfig) -> None:
+    """Create the one-row ``metric_params`` relation from ``config`` (bound values)."""
+    con.execute(
+        f"create or replace table {PARAMS_RELATION} as select "
+        "?::double as threshold, ?::double as p_spoof, ?::double as c_miss, "
+        "?::double as c_fa, ?::bigint as bootstrap_samples, ?::bigint as bootstrap_seed",
+        [config.threshold, config.p_spoof, config.c_miss, config.c_fa,
+         config.bootstrap_samples, config.bootstrap_seed],
+    )
+
+
+def build_models(
+    con: duckdb.DuckDBPyConnection,
+    config: MetricsConfig,
+    models: Iterable[SqlModel] | None = None,
+) -> list[SqlModel]:
+    """Create every model on ``con``, which must already have the lake's tables as views.
+
+    Returns:
+        The models built, in order.
+
+    Raises:
+        DfpipeError: naming the SQL file, when DuckDB rejects it.
+    """
+    built = list(load_models() if models is None else models)
+    bind_params(con, config)
+    for model in built:
+        statement = (
+            model.sql
+            if model.materialized == "macro"
+            else f"create or replace {model.materialized} {model.name} as\n{model.sql}"
+        )
+        try:
+            con.execute(statement)
+        except duckdb.Error as exc:
+            raise DfpipeError(f"sql/{model.name}.sql failed: {exc}") from exc
+    return built
+
+
+def compute_metrics(lake_uri: str, config: MetricsConfig | None = None) -> MetricsSummary:
+    """Run every metric model over the lake and materialise the tables.
+
+    Writes ``LAKE/metrics/<relation>.parquet`` (each atomically: temporary name, then
+    rename) for every ``table`` model and ``metric_params``, then ``LAKE/metrics.duckdb``
+    (built in a temporary file, then moved into place) holding the same tables and the
+    macros, so ``duckdb LAKE/metrics.duckdb`` can query them.
+
+    Args:
+        lake_uri: lake root (folder or fsspec URL).
+        config: thresholds and DCF costs; defaults to :class:`MetricsConfig` ().
+
+    Returns:
+        A :class:`MetricsSummary` with the row count of every table written.
+    """
+    config = config or MetricsConfig()
+    lake = Lake(lake_uri)
+    con = lake.connect()
+    # the tables that need an order say so (order by); others may stream out of order
+    con.execute("set preserve_insertion_order = false")
+    models = build_models(con, config)
+    tables = [PARAMS_RELATION] + [m.name for m in models if m.materialized == "table"]
+    folder = f"{lake.root}/{METRICS_FOLDER}"
+    lake.fs.makedirs(folder, exist_ok=True)
+    rows = {}
+    for name in tables:
+        data = con.sql(f"select * from {name}").to_arrow_table()
+        rows[name] = data.num_rows
+        _write_parquet(lake, f"{folder}/{name}.parquet", data)
+    database = f"{lake.root}/{METRICS_DATABASE}"
+    _write_database(con, lake, database, tables, models)
+    return MetricsSummary(rows=rows, parquet_dir=_uri(lake, folder), database=_uri(lake, database))
+
+
+def attach_metrics(con: duckdb.DuckDBPyConnection, lake: Lake) -> list[str]:
+    """Make the materialised metric tables (and the ``asv_*`` macros) visible on ``con``.
+
+    Call it on a :meth:`Lake.connect` connection (``dfpipe query`` does) after
+    ``dfpipe metrics`` ran: each ``LAKE/metrics/<relation>.parquet`` becomes a view named
+    ``<relation>``. Does nothing when no metrics were written.
+
+    Returns:
+        The relation names attached, sorted.
+    """
+    folder = f"{lake.root}/{METRICS_FOLDER}"
+    if not lake.fs.exists(folder):
+        return []
+    names = []
+    for path in sorted(p for p in lake.fs.find(folder) if p.endswith(".parquet")):
+        name = path.rsplit("/", 1)[-1].removesuffix(".parquet")
+        if not _IDENTIFIER.match(name):
+            continue  # not written by compute_metrics
+        # DDL takes no bound parameters; the path comes from the lake's own listing.
+        con.execute(f"create or replace view {name} as select * from read_parquet({_sql_list([_uri(lake, path)])})")
+        names.append(name)
+    if PARAMS_RELATION in names:
+        for model in load_models():
+            if model.materialized == "macro":
+                con.execute(model.sql)
+    return names
+
+
+# -- ASVspoof score files ----------------------------------------------------------------
+def read_score_files(scores: str | os.PathLike[str], keys: str | os.PathLike[str]) -> pa.Table:
+    """Join an ASVspoof5-format score file and key file into ``predictions`` rows.
+
+    Score file: tab-separated with a header, ``filename<TAB>cm-score`` (higher = bona fide).
+    Key file: tab-separated with a header, ``filename<TAB>cm-label`` (``bonafide``/``spoof``)
+    and optional extra columns; those named in :data:`KEY_COLUMN_ALIASES` (``attack``,
+    ``codec``, ``speaker``...) fill the matching ``predictions`` column and so become
+    groupings; others are ignored. Columns are taken by position for the first two.
+
+    Returns:
+        A table in the ``predictions`` schema: run_id and dataset ``"eval"``, epoch 0,
+        clip_id = filename, ``spoof_logit = -cm_score``.
+
+    Raises:
+        DfpipeError: unreadable files, non-numeric scores, labels other than
+            bonafide/spoof, duplicate filenames, or filenames in only one of the files.
+    """
+    con = duckdb.connect()
+    try:
+        score_rows = _read_tsv(con, scores, "score file")
+        key_rows = _read_tsv(con, keys, "key file")
+    finally:
+        con.close()
+    score_names, key_names = score_rows.column_names, key_rows.column_names
+    if len(score_names) < 2 or len(key_names) < 2:
+        raise DfpipeError("score and key files need a header and >= 2 tab-separated columns")
+    con = duckdb.connect()
+    con.register("score_rows", score_rows.rename_columns(["filename", "cm_score", *score_names[2:]]))
+    extra = {KEY_COLUMN_ALIASES[c.lower()]: c for c in key_names[2:] if c.lower() in KEY_COLUMN_ALIASES}
+    key_table = key_rows.select([0, 1, *[key_names.index(c) for c in extra.values()]])
+    con.register("key_rows", key_table.rename_columns(["filename", "label", *extra]))
+    checks = con.execute(
+        """
+        select
+            (select count(*) from score_rows where try_cast(cm_score as double) is null),
+            (select count(*) from key_rows where label not in ('bonafide', 'spoof')),
+            (select count(*) - count(distinct filename) from score_rows),
+            (select count(*) - count(distinct filename) from key_rows),
+            (select count(*) from score_rows anti join key_rows using (filename)),
+            (select count(*) from key_rows anti join score_rows using (filename))
+        """
+    ).fetchall()[0]
+    problems = [
+        f"{n} {what}"
+        for n, what in zip(
+            checks,
+            ["non-numeric scores", "labels other than bonafide/spoof", "duplicate filenames in the score file",
+             "duplicate filenames in the key file", "scored files missing from the key file",
+             "key entries without a score"],
+        )
+        if n
+    ]
+    if problems:
+        raise DfpipeError(f"{scores} / {keys}: " + "; ".join(problems))
+    # condition is required in predictions: key files without one get "eval"
+    condition = "coalesce(key_rows.condition, ?)" if "condition" in extra else "?"
+    extra_select = "".join(f", key_rows.{column}" for column in extra if column != "condition")
+    table = con.sql(
+        f"""
+        select
+            ? as run_id, 0 as epoch, ? as dataset, filename as clip_id, ? as corpus,
+            {condition} as condition, label,
+            -cast(cm_score as double) as spoof_logit{extra_select}
+        from score_rows inner join key_rows using (filename)
+        order by filename
+        """,
+        params=[EVAL_RUN, EVAL_RUN, EVAL_RUN, EVAL_RUN],
+    ).to_arrow_table()
+    con.close()
+    return conform("predictions", table)
+
+
+def evaluate_score_files(
+    scores: str | os.PathLike[str],
+    keys: str | os.PathLike[str],
+    config: MetricsConfig | None = None,
+) -> dict[str, list[dict[str, object]]]:
+    """ASVspoof-style evaluation of a score file with the same SQL as the lake metrics.
+
+    The files become a ``predictions`` view (:func:`read_score_files`) on an in-memory
+    DuckDB connection, every model of ``sql/`` runs on it, and the per-group rows are
+    returned.
+
+    Returns:
+        ``{"score_metrics": [...], "threshold_metrics": [...]}`` (:data:`EVAL_RELATIONS`): one dict per group
+        (grouping ``overall`` first), threshold metrics at the ``p_spoof_<threshold>``
+        policy only (a score file has no validation set for ``val_eer``).
+    """
+    config = config or MetricsConfig()
+    predictions = read_score_files(scores, keys)
+    con = duckdb.connect()
+    for name, schema in TABLES.items():
+        con.register(f"_{name}_source", predictions if name == "predictions" else schema.empty_table())
+        con.execute(f"create view {name} as select * from _{name}_source")
+    build_models(con, config, select_models(load_models(), EVAL_RELATIONS))
+    # groupings the key file filled (condition and corpus otherwise hold the placeholder)
+    shown = ["overall"] + [
+        column for column in sorted(set(KEY_COLUMN_ALIASES.values()))
+        if set(predictions.column(column).to_pylist()) - {None, EVAL_RUN}
+    ]
+    where = "where grouping in (select unnest(?::varchar[]))"
+    order = "order by grouping != 'overall', grouping, group_value"
+    return {
+        "score_metrics": _records(
+            con, f"select * exclude (run_id, epoch, dataset) from score_metrics {where} {order}", [shown]
+        ),
+        "threshold_metrics": _records(
+            con,
+            "select * exclude (run_id, epoch, dataset) from threshold_metrics "
+            f"{where} and policy != 'val_eer' {order}",
+            [shown],
+        ),
+    }
+
+
+def export_scores(
+    lake_uri: str,
+    *,
+    run_id: str,
+    epoch: int,
+    dataset: str,
+    out: str | os.PathLike[str],
+    keys_out: str | os.PathLike[str] | None = None,
+) -> int:
+    """Write one run/epoch/dataset of ``predictions`` as an ASVspoof5 score file.
+
+    Score file: ``filename<TAB>cm-score`` with a header, filename = clip_id, cm-score =
+    ``-spoof_logit`` printed with 17 significant digits (round-trips a float64 exactly).
+    ``keys_out`` optionally writes the matching key file ``filename<TAB>cm-label``.
+
+    Returns:
+        Rows written.
+
+    Raises:
+        DfpipeError: when the lake holds no such predictions.
+    """
+    con = Lake(lake_uri).connect()
+    rows = con.execute(
+        "select clip_id, -spoof_logit, label from predictions "
+        "where run_id = ? and epoch = ? and dataset = ? order by clip_id",
+        [run_id, epoch, dataset],
+    ).fetchall()
+    if not rows:
+        raise DfpipeError(
+            f"no predictions for run {run_id!r}, epoch {epoch}, dataset {dataset!r} in {lake_uri}"
+        )
+    _write_tsv(out, ["filename", "cm-score"], ((clip, f"{score:.17g}") for clip, score, _ in rows))
+    if keys_out is not None:
+        _write_tsv(keys_out, ["filename", "cm-label"], ((clip, label) for clip, _, label in rows))
+    return len(rows)
+
+
+# -- helpers -----------------------------------------------------------------------------
+def _read_tsv(con: duckdb.DuckDBPyConnection, path: str | os.PathLike[str], what: str) -> pa.Table:
+    try:
+        return con.sql(
+            "select * from read_csv(?, delim = '\t', header = true, all_varchar = true, quote = '')",
+            params=[str(path)],
+        ).to_arrow_table()
+    except duckdb.Error as exc:
+        raise DfpipeError(f"cannot read the {what} {path}: {exc}") from exc
+
+
+def _write_tsv(path: str | os.PathLike[str], header: list[str], rows: Iterable[tuple[str, str]]) -> None:
+    tmp = f"{path}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    try:
+        with open(tmp, "w", newline="") as sink:
+            writer = csv.writer(sink, delimiter="\t", lineterminator="\n")
+            writer.writerow(header)
+            writer.writerows(rows)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def _records(
+    con: duckdb.DuckDBPyConnection, sql: str, params: list[object] | None = None
+) -> list[dict[str, object]]:
+    result = con.execute(sql, params or [])
+    names = [d[0] for d in result.description]
+    return [dict(zip(names, row)) for row in result.fetchall()]
+
+
+def _uri(lake: Lake, path: str) -> str:
+    return path if lake.is_local else f"{lake.uri.split('://')[0]}://{path}"
+
+
+def _commit(lake: Lake, final: str, write: Callable[[str], None]) -> None:
+    """Run ``write(tmp)`` on a temporary path next to ``final``, then rename it into place."""
+    tmp = f"{final}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    try:
+        write(tmp)
+        if lake.is_local:
+            os.replace(tmp, final)  # atomic on POSIX
+        else:
+            lake.fs.mv(tmp, final)
+    finally:
+        if lake.fs.exists(tmp):
+            lake.fs.rm(tmp)
+
+
+def _write_parquet(lake: Lake, final: str, data: pa.Table) -> None:
+    def write(tmp: str) -> None:
+        with lake.fs.open(tmp, "wb") as sink:
+            pq.write_table(data, sink, compression="zstd")
+
+    _commit(lake, final, write)
+
+
+def _write_database(
+    con: duckdb.DuckDBPyConnection,
+    lake: Lake,
+    final: str,
+    tables: list[str],
+    models: list[SqlModel],
+) -> None:
+    """Write a fresh DuckDB file with ``tables``, then move it to ``final``.
+
+    For a local lake the file also gets the lake's tables as views over their Parquet
+    files and the ``view`` and ``macro`` models, so every ``sql/`` file runs in the plain
+    duckdb CLI on it. A remote lake's file holds the tables and macros only (its views
+    would need the lake's credentials).
+    """
+    with tempfile.TemporaryDirectory() as scratch:
+        local = os.path.join(scratch, METRICS_DATABASE)
+        con.execute("attach ? as metrics_out", [local])
+        try:
+            for name in tables:
+                con.execute(f"create table metrics_out.{name} as select * from {name}")
+            if lake.is_local:
+                for name in TABLES:
+                    if lake.files(name):
+                        # DDL takes no bound parameters; the path is the lake's own.
+                        glob = _sql_list([f"{lake.table_path(name)}/**/*.parquet"])
+                        con.execute(
+                            f"create view metrics_out.{name} as select * from read_parquet("
+                            f"{glob}, union_by_name = true, hive_partitioning = false)"
+                        )
+                    else:
+                        con.execute(f"create table metrics_out.{name} as select * from {name}")
+            con.execute("use metrics_out")
+            for model in models:
+                if model.materialized == "macro":
+                    con.execute(model.sql)
+                elif model.materialized == "view" and lake.is_local:
+                    con.execute(f"create view {model.name} as\n{model.sql}")
+            con.execute("use memory")
+        finally:
+            con.execute("detach metrics_out")
+        _commit(lake, final, lambda tmp: lake.fs.put_file(local, tmp))
+
+
+def summary_dict(summary: MetricsSummary) -> Mapping[str, object]:
+    """The summary as plain data (for ``--json`` output)."""
+    return asdict(summary)

@@ -1,0 +1,107 @@
+-- bootstrap_intervals: 95 % percentile bootstrap intervals of accuracy and eer.
+-- materialized: table
+-- grain: one row per run per dataset (at the run's reported epoch, grouping 'overall').
+-- conventions: replicates from bootstrap_resamples; accuracy at policy
+--   'p_spoof_<threshold>' (p_spoof >= threshold is spoof); eer per replicate by the same
+--   asvspoof logic (asv_metrics). interval = [2.5 %, 97.5 %] quantiles (quantile_cont) of
+--   the replicates with a defined value; a replicate drawing one class only has no eer
+--   and is counted in n_replicates_without_eer.
+with
+
+params as (
+    select threshold from metric_params
+),
+
+replicate_eers as (
+    select
+        group_id,
+        eer,
+    from asv_metrics('bootstrap_resamples')
+),
+
+replicate_accuracies as (
+    select
+        resamples.run_id,
+        resamples.epoch,
+        resamples.dataset,
+        resamples.replicate,
+        resamples.group_id,
+        avg(((resamples.p_spoof >= params.threshold) = resamples.is_spoof)::int) as accuracy,
+    from bootstrap_resamples as resamples
+    cross join params
+    group by all
+),
+
+replicate_metrics as (
+    select
+        replicate_accuracies.run_id,
+        replicate_accuracies.epoch,
+        replicate_accuracies.dataset,
+        replicate_accuracies.replicate,
+        replicate_accuracies.accuracy,
+        replicate_eers.eer,
+    from replicate_accuracies
+    inner join replicate_eers on replicate_accuracies.group_id = replicate_eers.group_id
+),
+
+intervals as (
+    select
+        run_id,
+        epoch,
+        dataset,
+        count(*) as n_replicates,
+        count(*) filter (where eer is null) as n_replicates_without_eer,
+        quantile_cont(accuracy, 0.025) as accuracy_ci_low,
+        quantile_cont(accuracy, 0.975) as accuracy_ci_high,
+        quantile_cont(eer, 0.025) as eer_ci_low,
+        quantile_cont(eer, 0.975) as eer_ci_high,
+    from replicate_metrics
+    group by all
+),
+
+point_estimates as (
+    select
+        score_metrics.run_id,
+        score_metrics.epoch,
+        score_metrics.dataset,
+        score_metrics.n_bonafide + score_metrics.n_spoof as n_rows,
+        threshold_metrics.accuracy,
+        score_metrics.eer,
+    from score_metrics
+    inner join threshold_metrics
+        on
+            score_metrics.run_id = threshold_metrics.run_id
+            and score_metrics.epoch = threshold_metrics.epoch
+            and score_metrics.dataset = threshold_metrics.dataset
+            and score_metrics.grouping = threshold_metrics.grouping
+            and score_metrics.group_value = threshold_metrics.group_value
+    where
+        score_metrics.grouping = 'overall'
+        and threshold_metrics.policy like 'p\_spoof\_%' escape '\'
+)
+
+select
+    intervals.run_id,
+    intervals.epoch,
+    intervals.dataset,
+    point_estimates.n_rows,
+    intervals.n_replicates,
+    intervals.n_replicates_without_eer,
+    point_estimates.accuracy,
+    intervals.accuracy_ci_low,
+    intervals.accuracy_ci_high,
+    point_estimates.eer,
+    intervals.eer_ci_low,
+    intervals.eer_ci_high,
+    case
+        when point_estimates.eer is null then 'eer undefined (one class only)'
+        when intervals.n_replicates_without_eer > 0
+            then 'some replicates drew one class only: eer interval over the rest'
+    end as reason,
+from intervals
+inner join point_estimates
+    on
+        intervals.run_id = point_estimates.run_id
+        and intervals.epoch = point_estimates.epoch
+        and intervals.dataset = point_estimates.dataset
+order by intervals.run_id, intervals.dataset

@@ -1,0 +1,36 @@
+-- leaderboard: every run ranked by out-of-distribution accuracy, test accuracy beside it.
+-- materialized: table
+-- grain: one row per run (at its reported epoch, see best_epochs).
+-- conventions: ood_rank 1 = best ood accuracy (ties share a rank; runs without ood
+--   accuracy come last); test_rank likewise, so the two rankings can be compared.
+with
+
+results as (
+    select * from run_results
+),
+
+ranked as (
+    select
+        *,
+        rank() over (order by ood_accuracy desc nulls last) as ood_rank,
+        rank() over (order by test_accuracy desc nulls last) as test_rank,
+        ood_accuracy - test_accuracy as ood_minus_test_accuracy,
+    from results
+)
+
+select
+    ood_rank,
+    run_id,
+    arch,
+    train_corpus,
+    train_condition,
+    reported_epoch,
+    ood_accuracy,
+    test_accuracy,
+    test_rank,
+    ood_minus_test_accuracy,
+    ood_eer,
+    test_eer,
+    reason,
+from ranked
+order by ood_rank, run_id

@@ -1,0 +1,35 @@
+-- model_size: model size against out-of-distribution performance.
+-- materialized: table
+-- grain: one row per run (at its reported epoch, see best_epochs).
+-- conventions: checkpoint_mb = checkpoint_bytes / 1e6; ood_accuracy_per_mb =
+--   ood_accuracy / checkpoint_mb (null, with a reason, without a checkpoint size).
+with
+
+results as (
+    select * from run_results
+),
+
+per_mb as (
+    select
+        *,
+        ood_accuracy / nullif(checkpoint_mb, 0) as ood_accuracy_per_mb,
+    from results
+)
+
+select
+    run_id,
+    arch,
+    train_corpus,
+    train_condition,
+    params,
+    trainable_params,
+    checkpoint_mb,
+    ood_accuracy,
+    ood_eer,
+    ood_accuracy_per_mb,
+    coalesce(
+        reason,
+        case when checkpoint_mb is null or checkpoint_mb = 0 then 'no checkpoint size' end
+    ) as reason,
+from per_mb
+order by params, run_id

@@ -1,0 +1,109 @@
+-- training_dynamics: per-epoch training curves: train loss/accuracy beside the validation,
+-- test and out-of-distribution metrics of the same epoch.
+-- materialized: table
+-- grain: one row per run per epoch (epochs from the `epochs` table or scored in
+--   predictions).
+-- conventions: dataset roles 'val' (validation split), 'test' (held-out, same
+--   distribution), 'ood' (out-of-distribution benchmark); grouping 'overall'; threshold
+--   metrics at the policy 'p_spoof_<threshold>' (0.5 by default). missing roles give nulls.
+with
+
+epochs as (
+    select * from stg_epochs
+),
+
+overall_threshold_metrics as (
+    select * from threshold_metrics
+    where grouping = 'overall' and policy like 'p\_spoof\_%' escape '\'
+),
+
+overall_score_metrics as (
+    select * from score_metrics
+    where grouping = 'overall'
+),
+
+run_epochs as (
+    select
+        run_id,
+        epoch
+    from epochs
+    union
+    select
+        run_id,
+        epoch
+    from overall_score_metrics
+),
+
+role_metrics as (
+    select
+        overall_score_metrics.run_id,
+        overall_score_metrics.epoch,
+        overall_score_metrics.dataset,
+        overall_threshold_metrics.accuracy,
+        overall_threshold_metrics.precision,
+        overall_threshold_metrics.recall,
+        overall_threshold_metrics.f1,
+        overall_threshold_metrics.mcc,
+        overall_threshold_metrics.specificity,
+        overall_score_metrics.eer,
+    from overall_score_metrics
+    inner join overall_threshold_metrics
+        on
+            overall_score_metrics.run_id = overall_threshold_metrics.run_id
+            and overall_score_metrics.epoch = overall_threshold_metrics.epoch
+            and overall_score_metrics.dataset = overall_threshold_metrics.dataset
+    where overall_score_metrics.dataset in ('val', 'test', 'ood')
+),
+
+curves as (
+    select
+        run_epochs.run_id,
+        run_epochs.epoch,
+        epochs.train_loss,
+        epochs.train_accuracy,
+        val.accuracy as val_accuracy,
+        val.eer as val_eer,
+        test.accuracy as test_accuracy,
+        test.f1 as test_f1,
+        test.mcc as test_mcc,
+        test.eer as test_eer,
+        ood.accuracy as ood_accuracy,
+        ood.precision as ood_precision,
+        ood.recall as ood_recall,
+        ood.f1 as ood_f1,
+        ood.mcc as ood_mcc,
+        ood.specificity as ood_specificity,
+        ood.eer as ood_eer,
+    from run_epochs
+    left join epochs on run_epochs.run_id = epochs.run_id and run_epochs.epoch = epochs.epoch
+    left join role_metrics as val
+        on run_epochs.run_id = val.run_id and run_epochs.epoch = val.epoch and val.dataset = 'val'
+    left join role_metrics as test
+        on
+            run_epochs.run_id = test.run_id
+            and run_epochs.epoch = test.epoch
+            and test.dataset = 'test'
+    left join role_metrics as ood
+        on run_epochs.run_id = ood.run_id and run_epochs.epoch = ood.epoch and ood.dataset = 'ood'
+)
+
+select
+    run_id,
+    epoch,
+    train_loss,
+    train_accuracy,
+    val_accuracy,
+    val_eer,
+    test_accuracy,
+    test_f1,
+    test_mcc,
+    test_eer,
+    ood_accuracy,
+    ood_precision,
+    ood_recall,
+    ood_f1,
+    ood_mcc,
+    ood_specificity,
+    ood_eer,
+from curves
+order by run_id, epoch

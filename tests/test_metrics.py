@@ -1,0 +1,344 @@
+"""The metric SQL (sql/*.sql via dfpipe.metrics) against an independent numpy reference.
+
+Scores in these tests are ASVspoof cm-scores (higher = bona fide); the lake stores
+``spoof_logit = -cm_score``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pytest
+from asv_reference import act_dcf, cllr, eer, min_dcf, p_spoof, threshold_metrics
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from dfpipe.config import MetricsConfig
+from dfpipe.errors import ConfigError
+from dfpipe.lake import Lake, conform
+from dfpipe.metrics import attach_metrics, build_models, compute_metrics, load_models, select_models
+
+FIXED_BONAFIDE = [2, 1, 0.5, -0.2, 3]
+FIXED_SPOOF = [-2, -1, 0.1, -3, -0.7, 0.8]
+
+
+def prediction_rows(run_id: str, epoch: int, dataset: str, bonafide, spoof, **columns) -> pa.Table:
+    """predictions rows of one run/epoch/dataset from cm-scores (clip ids c0, c1, ...)."""
+    scores = [float(s) for s in [*bonafide, *spoof]]
+    n = len(scores)
+    labels = ["bonafide"] * len(bonafide) + ["spoof"] * len(spoof)
+    generators = [None] * len(bonafide) + [f"g{i % 2 + 1}" for i in range(len(spoof))]
+    data = {
+        "run_id": [run_id] * n, "epoch": [epoch] * n, "dataset": [dataset] * n,
+        "clip_id": [f"c{i}" for i in range(n)], "corpus": ["demo"] * n, "condition": ["flac"] * n,
+        "label": labels, "spoof_logit": [-s for s in scores], "generator": generators,
+        "family": [None if g is None else "neural" for g in generators],
+    }
+    data.update(columns)
+    return conform("predictions", pa.table(data))
+
+
+def sql_metrics(tables: list[pa.Table], config: MetricsConfig | None = None) -> dict[str, list[dict]]:
+    """score_metrics and threshold_metrics of predictions rows, on an in-memory DuckDB."""
+    con = duckdb.connect()
+    con.register("predictions_rows", pa.concat_tables(tables))
+    con.execute("create view predictions as select * from predictions_rows")
+    build_models(con, config or MetricsConfig(), select_models(load_models(), ["threshold_metrics"]))
+    return {name: records(con, f"select * from {name}") for name in ("score_metrics", "threshold_metrics")}
+
+
+def records(con: duckdb.DuckDBPyConnection, sql: str) -> list[dict]:
+    result = con.execute(sql)
+    names = [d[0] for d in result.description]
+    return [dict(zip(names, row)) for row in result.fetchall()]
+
+
+def only(rows: list[dict], **where) -> dict:
+    matches = [r for r in rows if all(r[k] == v for k, v in where.items())]
+    assert len(matches) == 1, (where, matches)
+    return matches[0]
+
+
+def assert_close(actual, expected, tol=1e-12):
+    if expected is None:
+        assert actual is None
+    else:
+        assert actual is not None and abs(actual - expected) <= tol, (actual, expected)
+
+
+def check_against_reference(bonafide, spoof):
+    result = sql_metrics([prediction_rows("r", 1, "test", bonafide, spoof)])
+    row = only(result["score_metrics"], grouping="overall")
+    expected_eer, expected_threshold = eer(bonafide, spoof)
+    assert row["eer"] == expected_eer and row["eer_threshold"] == expected_threshold
+    expected_min_dcf, expected_min_dcf_threshold = min_dcf(bonafide, spoof)
+    assert_close(row["min_dcf"], expected_min_dcf)
+    assert row["min_dcf_threshold"] == expected_min_dcf_threshold
+    assert_close(row["act_dcf"], act_dcf(bonafide, spoof)[0])
+    assert_close(row["cllr"], cllr(bonafide, spoof))
+    labels = np.array([False] * len(bonafide) + [True] * len(spoof))
+    predicted = p_spoof([*bonafide, *spoof]) >= 0.5
+    got = only(result["threshold_metrics"], grouping="overall", policy="p_spoof_0.5")
+    for name, value in threshold_metrics(labels, predicted).items():
+        assert got[name] == value, name
+    return row
+
+
+# -- fixed vectors ------------------------------------------------------------------------
+def test_fixed_vector_matches_the_asvspoof5_package():
+    row = check_against_reference(FIXED_BONAFIDE, FIXED_SPOOF)
+    assert row["eer"] == pytest.approx(0.183333, abs=1e-6)
+    assert row["eer_threshold"] == 0.1
+    assert row["min_dcf"] == pytest.approx(0.333333, abs=1e-6)
+    assert row["act_dcf"] == pytest.approx(0.333333, abs=1e-6)
+    assert row["act_dcf_threshold"] == pytest.approx(-math.log(1.9), abs=1e-15)
+    assert row["cllr"] == pytest.approx(0.591583, abs=1e-6)
+
+
+def test_ties_are_broken_bona_fide_first():
+    row = check_against_reference([1, 2, 2, 0], [2, 2])
+    assert row["eer"] == 1.0
+
+
+def test_degenerate_groups_give_null_with_a_reason():
+    result = sql_metrics([
+        prediction_rows("r", 1, "spoof_only", [], [0.5, -1.0]),
+        prediction_rows("r", 1, "one_row", [1.0], []),
+    ])
+    for dataset, reason in [("spoof_only", "no bona fide rows"), ("one_row", "no spoof rows")]:
+        row = only(result["score_metrics"], dataset=dataset, grouping="overall")
+        assert (row["eer"], row["min_dcf"], row["act_dcf"], row["cllr"]) == (None,) * 4
+        assert row["reason"] == reason
+        policy = only(result["threshold_metrics"], dataset=dataset, grouping="overall",
+                      policy="p_spoof_0.5")
+        assert policy["mcc"] is None and policy["reason"] is not None
+        assert policy["accuracy"] is not None  # defined even with one class
+        val_eer = only(result["threshold_metrics"], dataset=dataset, grouping="overall",
+                       policy="val_eer")
+        assert val_eer["accuracy"] is None and val_eer["reason"].startswith("no val eer")
+
+
+# -- properties over random score sets with ties ------------------------------------------
+tied_scores = st.lists(st.integers(-4, 4).map(lambda s: s / 2), min_size=1, max_size=25)
+
+
+@settings(max_examples=40, deadline=None)
+@given(bonafide=tied_scores, spoof=tied_scores)
+def test_sql_equals_reference_on_tied_scores(bonafide, spoof):
+    check_against_reference(bonafide, spoof)
+
+
+@settings(max_examples=25, deadline=None)
+@given(val_bonafide=tied_scores, val_spoof=tied_scores, bonafide=tied_scores, spoof=tied_scores)
+def test_val_eer_policy_applies_the_val_threshold(val_bonafide, val_spoof, bonafide, spoof):
+    result = sql_metrics([
+        prediction_rows("r", 3, "val", val_bonafide, val_spoof),
+        prediction_rows("r", 3, "ood", bonafide, spoof),
+    ])
+    threshold = eer(val_bonafide, val_spoof)[1]
+    got = only(result["threshold_metrics"], dataset="ood", grouping="overall", policy="val_eer")
+    assert got["threshold"] == threshold
+    labels = np.array([False] * len(bonafide) + [True] * len(spoof))
+    expected = threshold_metrics(labels, np.array([*bonafide, *spoof]) <= threshold)
+    assert {k: got[k] for k in expected} == expected
+
+
+def test_generator_groups_pool_all_bona_fide():
+    bonafide, spoof = [1.0, 0.3, -0.2], [-1.0, 0.5, -2.0, 0.0]
+    result = sql_metrics([prediction_rows("r", 1, "test", bonafide, spoof)])
+    for generator, spoofs in [("g1", spoof[0::2]), ("g2", spoof[1::2])]:
+        row = only(result["score_metrics"], grouping="generator", group_value=generator)
+        assert (row["n_bonafide"], row["n_spoof"]) == (3, 2)
+        assert row["eer"] == eer(bonafide, spoofs)[0]
+    assert only(result["score_metrics"], grouping="family", group_value="neural")["n_spoof"] == 4
+
+
+def test_parameters_are_bound_from_the_config():
+    config = MetricsConfig(threshold=0.25, p_spoof=0.1, c_miss=2.0, c_fa=5.0)
+    result = sql_metrics([prediction_rows("r", 1, "test", FIXED_BONAFIDE, FIXED_SPOOF)], config)
+    row = only(result["score_metrics"], grouping="overall")
+    assert_close(row["min_dcf"], min_dcf(FIXED_BONAFIDE, FIXED_SPOOF, 0.1, 2.0, 5.0)[0])
+    assert_close(row["act_dcf"], act_dcf(FIXED_BONAFIDE, FIXED_SPOOF, 0.1, 2.0, 5.0)[0])
+    assert only(result["threshold_metrics"], grouping="overall", policy="val_eer")
+    got = only(result["threshold_metrics"], grouping="overall", policy="p_spoof_0.25")
+    labels = np.array([False] * 5 + [True] * 6)
+    expected = threshold_metrics(labels, p_spoof([*FIXED_BONAFIDE, *FIXED_SPOOF]) >= 0.25)
+    assert {k: got[k] for k in expected} == expected
+
+
+# -- the study lake: given rows -> expected rows per metric file --------------------------
+# cm-scores per (run, epoch, dataset): (bona fide, spoof). P(spoof) >= 0.5 <=> cm_score <= 0.
+STUDY = {
+    ("A", 1, "val"): ([2, 1], [-1, 1.5]),  # eer 0.5
+    ("A", 1, "test"): ([1, 2], [-1, -2]),
+    ("A", 1, "ood"): ([-1, 2], [-1, -2]),  # accuracy 0.75
+    ("A", 2, "val"): ([2, 1], [-1, -2]),  # eer 0 -> best epoch of A
+    ("A", 2, "test"): ([1, -0.5], [-1, 0.5]),  # accuracy 0.5, eer 0.5
+    ("A", 2, "test_polished"): ([-1, -0.5], [1, 0.5]),  # accuracy 0, eer 1
+    ("A", 2, "ood"): ([1, 2], [-1, -2, 3]),  # accuracy 0.8
+    ("B", 1, "val"): ([2, 1], [-1, -2]),
+    ("B", 1, "test"): ([1, 2], [-1, -2]),  # accuracy 1
+    ("B", 1, "ood"): ([1, -2], [1, 2, -1]),  # accuracy 0.4
+}
+
+
+@pytest.fixture(scope="module")
+def study_lake(tmp_path_factory):
+    root = tmp_path_factory.mktemp("study")
+    lake = Lake(str(root))
+    tables = [prediction_rows(run, epoch, dataset, b, s) for (run, epoch, dataset), (b, s) in STUDY.items()]
+    lake.write_shard("predictions", pa.concat_tables(tables), shard="study")
+    lake.write_shard("runs", pa.table({
+        "run_id": ["A", "B"], "arch": ["mel_cnn", "mel_aasist"], "train_corpus": ["custom", "asv5"],
+        "train_condition": ["flac", "corrupt+mp3_128k"], "seed": [0, 0], "epochs_planned": [2, 1],
+        "params": [400_000, 2_000_000], "trainable_params": [400_000, 2_000_000],
+        "checkpoint_bytes": [435_000, 2_200_000], "device": ["cpu", "cpu"], "config_json": ["{}", "{}"],
+    }), shard="runs")
+    lake.write_shard("epochs", pa.table({
+        "run_id": ["A", "A"], "epoch": [1, 2], "train_loss": [0.6, 0.4], "train_acc": [0.7, 0.9],
+        "n_train": [100, 100], "checkpoint_uri": ["a1.pt", "a2.pt"], "checkpoint_bytes": [435_000] * 2,
+        "wall_s": [1.0, 1.0],
+    }), shard="epochs")
+    summary = compute_metrics(str(root), MetricsConfig(bootstrap_samples=30))
+    return lake, summary
+
+
+def table(lake: Lake, name: str, order: str = "") -> list[dict]:
+    con = lake.connect()
+    attach_metrics(con, lake)
+    return records(con, f"select * from {name} {order}")
+
+
+def test_stg_predictions_converts_the_score_direction(study_lake):
+    lake, _ = study_lake
+    con = lake.connect()
+    build_models(con, MetricsConfig(), select_models(load_models(), ["stg_predictions"]))
+    rows = records(con, "select cm_score, spoof_logit, p_spoof, is_spoof, label from stg_predictions "
+                        "where run_id = 'A' and epoch = 1 and dataset = 'val' order by clip_id")
+    assert [(r["cm_score"], r["is_spoof"]) for r in rows] == [(2, False), (1, False), (-1, True), (1.5, True)]
+    assert all(r["spoof_logit"] == -r["cm_score"] and r["p_spoof"] == p_spoof(r["cm_score"]) for r in rows)
+
+
+def test_best_epochs(study_lake):
+    rows = table(study_lake[0], "best_epochs", "order by run_id")
+    assert [(r["run_id"], r["best_epoch"], r["best_val_eer"], r["reported_epoch"]) for r in rows] == [
+        ("A", 2, 0.0, 2), ("B", 1, 0.0, 1)]
+
+
+def test_training_dynamics(study_lake):
+    rows = table(study_lake[0], "training_dynamics")
+    assert [(r["run_id"], r["epoch"], r["train_loss"], r["val_eer"], r["test_accuracy"], r["ood_accuracy"])
+            for r in rows] == [("A", 1, 0.6, 0.5, 1.0, 0.75), ("A", 2, 0.4, 0.0, 0.5, 0.8),
+                               ("B", 1, None, 0.0, 1.0, 0.4)]
+    assert rows[1]["test_eer"] == eer(*STUDY[("A", 2, "test")])[0] == 0.5
+
+
+def test_ablation_matrix_parses_codec_and_corruption(study_lake):
+    rows = table(study_lake[0], "ablation_matrix")
+    assert [(r["arch"], r["train_corpus"], r["codec"], r["training_audio"], r["ood_accuracy"]) for r in rows] == [
+        ("mel_aasist", "asv5", "mp3_128k", "corrupt", 0.4), ("mel_cnn", "custom", "flac", "clean", 0.8)]
+    b = rows[0]
+    expected = threshold_metrics([False, False, True, True, True], [False, True, False, False, True])
+    assert (b["ood_precision"], b["ood_recall"], b["ood_specificity"], b["ood_mcc"]) == (
+        expected["precision"], expected["recall"], expected["specificity"], expected["mcc"])
+
+
+def test_polished_gap(study_lake):
+    (row,) = table(study_lake[0], "polished_gap")
+    assert (row["run_id"], row["epoch"], row["dataset"], row["polished_dataset"]) == ("A", 2, "test", "test_polished")
+    assert (row["n_shared_clips"], row["raw_accuracy"], row["polished_accuracy"], row["accuracy_gap"]) == (4, 0.5, 0.0, 0.5)
+    assert (row["raw_eer"], row["polished_eer"], row["eer_gap"], row["eer_ratio"]) == (0.5, 1.0, 0.5, 2.0)
+    assert row["reason"] is None
+
+
+def test_leaderboard_and_correlation(study_lake):
+    rows = table(study_lake[0], "leaderboard")
+    assert [(r["ood_rank"], r["run_id"], r["ood_accuracy"], r["test_accuracy"], r["test_rank"]) for r in rows] == [
+        (1, "A", 0.8, 0.5, 2), (2, "B", 0.4, 1.0, 1)]
+    (corr,) = table(study_lake[0], "leaderboard_correlation")
+    assert corr["n_runs"] == 2 and corr["pearson"] == pytest.approx(-1.0) and corr["spearman"] == pytest.approx(-1.0)
+
+
+def test_model_size(study_lake):
+    rows = table(study_lake[0], "model_size")
+    assert [(r["run_id"], r["params"], r["checkpoint_mb"], r["ood_eer"]) for r in rows] == [
+        ("A", 400_000, 0.435, eer(*STUDY[("A", 2, "ood")])[0]), ("B", 2_000_000, 2.2, eer(*STUDY[("B", 1, "ood")])[0])]
+    assert rows[0]["ood_accuracy_per_mb"] == pytest.approx(0.8 / 0.435)
+
+
+def test_bootstrap_intervals_are_seeded_and_bracket_plausible_values(study_lake, tmp_path):
+    lake, _ = study_lake
+    rows = table(lake, "bootstrap_intervals")
+    assert {(r["run_id"], r["epoch"], r["dataset"]) for r in rows} == {
+        ("A", 2, "val"), ("A", 2, "test"), ("A", 2, "test_polished"), ("A", 2, "ood"),
+        ("B", 1, "val"), ("B", 1, "test"), ("B", 1, "ood")}
+    for row in rows:
+        assert row["n_replicates"] == 30
+        assert 0 <= row["accuracy_ci_low"] <= row["accuracy_ci_high"] <= 1
+        assert row["eer_ci_low"] is None or 0 <= row["eer_ci_low"] <= row["eer_ci_high"] <= 1
+    con = lake.connect()
+    build_models(con, MetricsConfig(bootstrap_samples=30))
+    again = records(con, "select * from bootstrap_intervals")
+    assert again == rows  # same seed, same draws
+    build_models(con, MetricsConfig(bootstrap_samples=30, bootstrap_seed=7))
+    assert records(con, "select * from bootstrap_intervals") != rows
+
+
+def test_score_metrics_rows_equal_the_reference_for_every_dataset(study_lake):
+    rows = table(study_lake[0], "score_metrics", "where grouping = 'overall'")
+    assert len(rows) == len(STUDY)
+    for row in rows:
+        bonafide, spoof = STUDY[(row["run_id"], row["epoch"], row["dataset"])]
+        assert (row["eer"], row["eer_threshold"]) == eer(bonafide, spoof)
+        assert_close(row["min_dcf"], min_dcf(bonafide, spoof)[0])
+        assert_close(row["cllr"], cllr(bonafide, spoof))
+
+
+# -- the runner ---------------------------------------------------------------------------
+def test_materialised_tables_parquet_and_duckdb_file(study_lake):
+    _, summary = study_lake
+    import pyarrow.parquet as pq
+
+    for name, rows in summary.rows.items():
+        assert pq.read_table(f"{summary.parquet_dir}/{name}.parquet").num_rows == rows
+    con = duckdb.connect(summary.database, read_only=True)
+    assert con.execute("select count(*) from leaderboard").fetchall() == [(2,)]
+    # the macros travel with the file: EER of any relation, per any grouping key
+    con.execute("create temp table pair as select 1 as group_id, * from "
+                "(values (1.0, false), (0.0, true)) as t(cm_score, is_spoof)")
+    assert con.execute("select eer, eer_threshold from asv_metrics('pair')").fetchall() == [(0.0, 0.0)]
+
+
+def test_sql_files_run_unchanged_in_plain_duckdb(study_lake):
+    """A metric file is plain SQL: on metrics.duckdb it reproduces its own table."""
+    _, summary = study_lake
+    con = duckdb.connect(summary.database, read_only=True)
+    for model in load_models():
+        if model.materialized == "table":
+            got = sorted(con.execute(model.sql).fetchall(), key=repr)
+            assert got == sorted(con.execute(f"select * from {model.name}").fetchall(), key=repr), model.name
+
+
+def test_attach_metrics_makes_dfpipe_query_see_the_tables(study_lake, tmp_path):
+    lake, _ = study_lake
+    con = lake.connect()
+    names = attach_metrics(con, lake)
+    assert {"score_metrics", "leaderboard", "metric_params"} <= set(names)
+    assert con.execute("select threshold, p_spoof, c_miss, c_fa from metric_params").fetchall() == [(0.5, 0.05, 1.0, 10.0)]
+    assert attach_metrics(duckdb.connect(), Lake(str(tmp_path))) == []
+
+
+def test_models_are_ordered_by_their_references(tmp_path):
+    order = [m.name for m in load_models()]
+    for model in load_models():
+        assert all(order.index(ref) < order.index(model.name) for ref in model.refs)
+    (tmp_path / "a.sql").write_text("-- materialized: view\nselect * from b")
+    (tmp_path / "b.sql").write_text("-- materialized: view\nselect * from a")
+    with pytest.raises(ConfigError, match="cycle"):
+        load_models(tmp_path)
+    (tmp_path / "b.sql").write_text("select 1")
+    with pytest.raises(ConfigError, match="materialized"):
+        load_models(tmp_path)
