@@ -148,3 +148,81 @@ TABLES: dict[str, pa.Schema] = {
     "predictions": PREDICTIONS,
 }
 """Every table of the lake by name; stages may register more (diagnostics) here."""
+
+ARCHIVE_SCORES = pa.schema(
+    [
+        pa.field("path", _str, nullable=False),  # absolute path of the scored file
+        pa.field("duration_s", pa.float64(), nullable=False),
+        pa.field("n_windows", pa.int32(), nullable=False),  # clip-length windows over the whole file
+        pa.field("spoof_logit_center", pa.float64(), nullable=False),  # the study's centre crop
+        pa.field("spoof_logit_window_mean", pa.float64(), nullable=False),
+        pa.field("spoof_logit_window_max", pa.float64(), nullable=False),
+        pa.field("arch", _str, nullable=False),
+        pa.field("run_id", _str, nullable=False),
+        pa.field("epoch", pa.int32(), nullable=False),
+    ],
+    metadata={
+        "grain": "one row per audio file scored by `dfpipe score-archive` (OUT/scores/*.parquet; "
+                 "files that could not be read are in OUT/rejects/*.parquet, schema REJECTS)",
+        "score_direction": "spoof_logit_*: higher = more spoof; P(spoof) = sigmoid",
+    },
+)
+"""Output of :func:`dfpipe.score.score_archive`: a folder, not a lake table."""
+
+# -- loss-landscape diagnostics (dfpipe.diagnostics) ----------------------------------------
+# Every row carries the id of the `dfpipe diagnose` result it belongs to (a hash of run, epoch,
+# holdout and settings), the run, the epoch, the holdout spec and the seed it was drawn with.
+_diagnostics_key = [
+    pa.field("diagnostics_id", _str, nullable=False),
+    pa.field("run_id", _str, nullable=False),
+    pa.field("epoch", pa.int32(), nullable=False),
+    pa.field("holdout", _str, nullable=False),  # data spec CORPUS:CONDITION@SPLIT of the holdout
+    pa.field("seed", pa.int64(), nullable=False),  # seed of the holdout draw and random vectors
+]
+
+DIAGNOSTICS_HESSIAN = pa.schema(
+    [
+        *_diagnostics_key,
+        pa.field("clip_id", _str, nullable=False),
+        pa.field("corpus", _str, nullable=False),
+        pa.field("condition", _str, nullable=False),
+        pa.field("label", _str, nullable=False),
+        pa.field("loss", pa.float64(), nullable=False),  # BCE of this clip alone
+        pa.field("trace", pa.float64(), nullable=False),  # Hutchinson estimate of tr(H), trainable params
+        pa.field("trace_std_error", pa.float64()),  # std of the draws / sqrt(draws); NULL for 1 draw
+        pa.field("draws", pa.int32(), nullable=False),
+    ],
+    metadata={"grain": "one row per diagnostics_id per clip"},
+)
+
+DIAGNOSTICS_SUMMARY = pa.schema(
+    [
+        *_diagnostics_key,
+        pa.field("metric", _str, nullable=False),  # hessian_trace_mean, grad_snr, ece, weight_rms...
+        pa.field("layer", _str),  # parameter name for per-layer weight rows; NULL = whole model
+        pa.field("value", pa.float64(), nullable=False),
+        pa.field("detail", _str),  # e.g. the curvature band of trace_per_param
+    ],
+    metadata={"grain": "one row per diagnostics_id per metric per layer"},
+)
+
+DIAGNOSTICS_LINEARITY = pa.schema(
+    [
+        *_diagnostics_key,
+        pa.field("scale", pa.float64(), nullable=False),  # step length / total weight norm
+        pa.field("step_norm", pa.float64(), nullable=False),  # step length (L2, weight units)
+        pa.field("directions", pa.int32(), nullable=False),
+        pa.field("actual_change_mean", pa.float64(), nullable=False),  # L(w + step) - L(w)
+        pa.field("predicted_change_mean", pa.float64(), nullable=False),  # gradient . step
+        pa.field("abs_error_mean", pa.float64(), nullable=False),
+        pa.field("rel_error_mean", pa.float64(), nullable=False),  # |actual - predicted| / max(|.|)
+        pa.field("rel_error_median", pa.float64(), nullable=False),
+    ],
+    metadata={"grain": "one row per diagnostics_id per perturbation scale"},
+)
+
+TABLES.update({
+    "diagnostics_hessian": DIAGNOSTICS_HESSIAN,
+    "diagnostics_summary": DIAGNOSTICS_SUMMARY,
+    "diagnostics_linearity": DIAGNOSTICS_LINEARITY,
+})
