@@ -12,6 +12,7 @@ epoch. All stages share one Dask cluster (a LocalCluster started here, or
 
 from __future__ import annotations
 
+import os
 import time
 from collections import defaultdict
 from collections.abc import Iterator
@@ -60,7 +61,8 @@ def study_flow(study_file: str, lake: str, dask_address: str | None = None, repo
     study = load_study(study_file)
     plan = plan_study(study)
     result = StudyResult()
-    with dask_client(DaskConfig(address=dask_address)) as client:
+    # A deployment run gets its cluster from the worker's environment (infra/compose.yaml).
+    with dask_client(DaskConfig(address=dask_address or os.environ.get("DFPIPE_DASK_ADDRESS"))) as client:
         dask = DaskConfig(address=client.scheduler.address)
 
         with _timed(result.stage_seconds, "ingest"):
