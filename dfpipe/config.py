@@ -10,7 +10,11 @@ the comment says why.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 from dfpipe.errors import ConfigError
 
@@ -105,3 +109,463 @@ class MetricsConfig:
 DEFAULT_LAKE = "lake"
 """Lake root when neither ``--lake`` nor ``DFPIPE_LAKE`` is given: a local folder or any
 fsspec URL (``s3://bucket/lake``)."""
+
+
+def _range(owner: str, name: str, bounds: tuple[float, float], low: float, high: float) -> None:
+    if len(bounds) != 2 or not low <= bounds[0] <= bounds[1] <= high:
+        raise ConfigError(f"{owner}.{name} must be (lo, hi) with {low} <= lo <= hi <= {high}, got {bounds!r}")
+
+
+@dataclass(frozen=True)
+class FrontendConfig:
+    """The audio front end (``dfpipe.frontend``): log-mel + delta and LFCC, SPEC parameters.
+
+    ``version`` (a hash of every field) keys the ``features`` table, so changing any
+    parameter makes the features stage recompute instead of mixing two front ends.
+    """
+
+    audio: AudioConfig = field(default_factory=AudioConfig)
+    n_fft: int = 1024
+    hop_length: int = 160
+    """10 ms at 16 kHz; with ``center`` a 3 s clip gives 48,000 // 160 + 1 = 301 frames."""
+    n_mels: int = 128
+    f_min: float = 20.0
+    f_max: float = 7600.0
+    """Band of both the mel and the LFCC filterbanks (Hz)."""
+    power: float = 2.0
+    """Power spectrogram (|X|^2), so dB = 10 log10: torchaudio's MelSpectrogram default."""
+    top_db: float = 80.0
+    amin: float = 1e-10
+    """Floor before log10 (torchaudio AmplitudeToDB's own constant, made explicit)."""
+    center: bool = True
+    pad_mode: str = "reflect"
+    """torchaudio's defaults: frames are centred, so frame t describes time t * hop."""
+    norm_eps: float = 1e-5
+    """Added to the per-sample std so silence (std 0) normalises to 0, not NaN."""
+    delta_win_length: int = 5
+    lfcc_n_fft: int = 512
+    lfcc_win_length: int = 320
+    """20 ms windows, 10 ms hop (``hop_length``): the ASVspoof LFCC baseline's framing."""
+    lfcc_n_filter: int = 70
+    lfcc_n_lfcc: int = 60
+    revision: int = 1
+    """Bump when front-end code changes its output for the same parameters."""
+
+    def __post_init__(self) -> None:
+        _positive("FrontendConfig", n_fft=self.n_fft, hop_length=self.hop_length, n_mels=self.n_mels,
+                  power=self.power, top_db=self.top_db, amin=self.amin, norm_eps=self.norm_eps,
+                  lfcc_n_fft=self.lfcc_n_fft, lfcc_win_length=self.lfcc_win_length,
+                  lfcc_n_filter=self.lfcc_n_filter, lfcc_n_lfcc=self.lfcc_n_lfcc)
+        if not 0 <= self.f_min < self.f_max <= self.audio.sample_rate / 2:
+            raise ConfigError(
+                f"FrontendConfig: need 0 <= f_min < f_max <= Nyquist ({self.audio.sample_rate / 2} Hz), "
+                f"got f_min={self.f_min}, f_max={self.f_max}")
+        if self.lfcc_win_length > self.lfcc_n_fft:
+            raise ConfigError(f"FrontendConfig.lfcc_win_length ({self.lfcc_win_length}) must be <= "
+                              f"lfcc_n_fft ({self.lfcc_n_fft})")
+        if self.lfcc_n_lfcc > self.lfcc_n_filter:
+            raise ConfigError(f"FrontendConfig.lfcc_n_lfcc ({self.lfcc_n_lfcc}) must be <= "
+                              f"lfcc_n_filter ({self.lfcc_n_filter})")
+        if self.delta_win_length < 3:
+            raise ConfigError(f"FrontendConfig.delta_win_length must be >= 3, got {self.delta_win_length}")
+        if self.pad_mode not in ("reflect", "constant", "replicate", "circular"):
+            raise ConfigError(f"FrontendConfig.pad_mode {self.pad_mode!r} is not a torch pad mode")
+
+    @property
+    def n_frames(self) -> int:
+        """Frames per clip (301 at the defaults)."""
+        samples = self.audio.clip_samples
+        return samples // self.hop_length + 1 if self.center else (samples - self.n_fft) // self.hop_length + 1
+
+    @property
+    def mel_shape(self) -> tuple[int, int, int]:
+        """Per-clip shape of :class:`dfpipe.frontend.MelFrontend`'s output: (2, n_mels, frames)."""
+        return (2, self.n_mels, self.n_frames)
+
+    @property
+    def lfcc_shape(self) -> tuple[int, int]:
+        """Per-clip shape of :class:`dfpipe.frontend.LFCCFrontend`'s output: (n_lfcc, frames)."""
+        samples = self.audio.clip_samples
+        frames = samples // self.hop_length + 1 if self.center else (
+            (samples - self.lfcc_n_fft) // self.hop_length + 1)
+        return (self.lfcc_n_lfcc, frames)
+
+    @property
+    def version(self) -> str:
+        """Stable 16-hex-digit hash of every field: ``features.frontend_version``."""
+        text = json.dumps(asdict(self), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class ConditionsConfig:
+    """Audio conditions (``dfpipe.conditions``): ffmpeg codecs, corruptions and polish.
+
+    Every clip is decoded to ``audio.sample_rate`` mono before its condition is applied.
+    ``corrupt_*`` are the ranges the ``corrupt`` condition draws from (integers, inclusive,
+    so each draw is itself a valid single-corruption name such as ``noise_snr12``).
+    """
+
+    audio: AudioConfig = field(default_factory=AudioConfig)
+    seed: int = 0
+    """Base seed; each clip's seed is a hash of (clip_id, condition, seed)."""
+    clips_per_shard: int = 16
+    corrupt_p: float = 0.5
+    """Probability that each corruption joins the ``corrupt`` mix (at least one always does)."""
+    corrupt_snr_db: tuple[int, int] = (5, 20)
+    corrupt_clip_pct: tuple[int, int] = (10, 50)
+    """Clipping level as a percentage of the clip's peak."""
+    corrupt_bandlimit_low_hz: tuple[int, int] = (50, 400)
+    corrupt_bandlimit_high_hz: tuple[int, int] = (2800, 7000)
+    corrupt_resample_hz: tuple[int, ...] = (4000, 8000, 11025)
+    """Intermediate rates of the down/up resampling (one is drawn)."""
+    corrupt_packetloss_pct: tuple[int, int] = (2, 20)
+    packet_ms: int = 20
+    """Packet length of ``packetloss_*`` gaps (VoIP frames are 20 ms)."""
+    corrupt_reverb_ms: tuple[int, int] = (100, 800)
+    """RT60 of the synthetic room impulse response (ms)."""
+    reverb_wet: float = 0.5
+    """Share of reverberant signal in the ``reverb_*`` mix."""
+    polish_loudness_lufs: float = -23.0
+    """EBU R128 integrated loudness target of ``polished`` (broadcast: -23 LUFS)."""
+    polish_true_peak_db: float = -2.0
+    polish_lra_lu: float = 7.0
+    polish_highpass_hz: int = 80
+    polish_denoise_db: float = 12.0
+    """``afftdn`` noise reduction (dB)."""
+    polish_compress_threshold_db: float = -20.0
+    polish_compress_ratio: float = 3.0
+    polish_trim_db: float = -50.0
+    """Leading/trailing audio below this level is trimmed."""
+    polish_trim_keep_s: float = 0.2
+    """Silence kept at each end after trimming (s); pauses inside speech are never touched."""
+
+    def __post_init__(self) -> None:
+        owner = "ConditionsConfig"
+        _positive(owner, clips_per_shard=self.clips_per_shard, packet_ms=self.packet_ms,
+                  polish_highpass_hz=self.polish_highpass_hz, polish_denoise_db=self.polish_denoise_db,
+                  polish_compress_ratio=self.polish_compress_ratio, polish_trim_keep_s=self.polish_trim_keep_s)
+        if not 0.0 < self.corrupt_p <= 1.0:
+            raise ConfigError(f"{owner}.corrupt_p must be in (0, 1], got {self.corrupt_p}")
+        if not 0.0 <= self.reverb_wet <= 1.0:
+            raise ConfigError(f"{owner}.reverb_wet must be in [0, 1], got {self.reverb_wet}")
+        nyquist = self.audio.sample_rate // 2
+        _range(owner, "corrupt_snr_db", self.corrupt_snr_db, -20, 80)
+        _range(owner, "corrupt_clip_pct", self.corrupt_clip_pct, 1, 99)
+        _range(owner, "corrupt_bandlimit_low_hz", self.corrupt_bandlimit_low_hz, 1, nyquist - 1)
+        _range(owner, "corrupt_bandlimit_high_hz", self.corrupt_bandlimit_high_hz,
+               self.corrupt_bandlimit_low_hz[1] + 1, nyquist - 1)
+        _range(owner, "corrupt_packetloss_pct", self.corrupt_packetloss_pct, 1, 99)
+        _range(owner, "corrupt_reverb_ms", self.corrupt_reverb_ms, 1, 10_000)
+        if not self.corrupt_resample_hz or not all(0 < r < self.audio.sample_rate for r in self.corrupt_resample_hz):
+            raise ConfigError(f"{owner}.corrupt_resample_hz must be rates below "
+                              f"{self.audio.sample_rate} Hz, got {self.corrupt_resample_hz!r}")
+        if not -70.0 < self.polish_loudness_lufs < 0.0:
+            raise ConfigError(f"{owner}.polish_loudness_lufs must be in (-70, 0), got {self.polish_loudness_lufs}")
+
+
+@dataclass(frozen=True)
+class FeaturesConfig:
+    """The features stage (``dfpipe.features``)."""
+
+    frontend: FrontendConfig = field(default_factory=FrontendConfig)
+    clips_per_shard: int = 256
+    """Clips per unit of work and per committed Parquet file."""
+    batch_size: int = 64
+    """Clips per front-end forward pass (and per reader batch)."""
+    row_group_size: int = 64
+    """Rows per Parquet row group: features rows are ~100 KB, so readers stream."""
+
+    def __post_init__(self) -> None:
+        _positive("FeaturesConfig", clips_per_shard=self.clips_per_shard, batch_size=self.batch_size,
+                  row_group_size=self.row_group_size)
+
+
+# -- detectors (dfpipe.models) and their training/scoring ------------------------------------
+# Each architecture takes one of these; checkpoints store them as plain dicts
+# (dataclasses.asdict) so they load with ``torch.load(weights_only=True)``.
+
+def _probability(owner: str, **values: float) -> None:
+    for name, value in values.items():
+        if not 0.0 <= value < 1.0:
+            raise ConfigError(f"{owner}.{name} must be in [0, 1), got {value!r}")
+
+
+def _layer_range(owner: str, layers: tuple[int, int] | None) -> None:
+    if layers is not None and not (len(layers) == 2 and 0 <= layers[0] <= layers[1]):
+        raise ConfigError(
+            f"{owner}.unfreeze_layers must be None or (first, last) with 0 <= first <= last, "
+            f"got {layers!r}"
+        )
+
+
+WAVLM_LARGE = "microsoft/wavlm-large"
+"""WavLM-Large, by Hugging Face name (found in the HF cache) or replaced by a local folder."""
+
+
+@dataclass(frozen=True)
+class MelCNNConfig:
+    """Mel-CNN: a plain conv stack over (mel, delta mel); ~0.41 M parameters."""
+
+    in_channels: int = 2  # mel + delta
+    channels: tuple[int, ...] = (16, 32, 64, 128, 256)
+    """One 3x3 conv + BN + ReLU + 2x2 max-pool per entry: 128x301 -> 4x9 after five."""
+    embed_dim: int = 64
+    dropout: float = 0.3
+
+    def __post_init__(self) -> None:
+        _positive("MelCNNConfig", in_channels=self.in_channels, embed_dim=self.embed_dim,
+                  blocks=len(self.channels), smallest_channels=min(self.channels, default=0))
+        _probability("MelCNNConfig", dropout=self.dropout)
+
+
+@dataclass(frozen=True)
+class MelMultiScaleConfig:
+    """Mel-MultiScale ("Mel-AASIST"): 3 multi-scale SE blocks + attentive statistics pooling.
+
+    A 2x2 max-pool of the input and a 3x3 stem conv come before the first block (128x301
+    -> 64x151): at full resolution the 5x5 and dilated 7x7 branches cost ~3.5x more CPU
+    time; each block then halves both axes again (see dfpipe.models.mel_multiscale).
+    """
+
+    in_channels: int = 2
+    stem_channels: int = 24
+    block_channels: tuple[int, ...] = (24, 96, 192)
+    se_reduction: int = 16
+    attention_dim: int = 128  # bottleneck of the attentive statistics pooling
+    embed_dim: int = 64
+    dropout: float = 0.3
+
+    def __post_init__(self) -> None:
+        _positive("MelMultiScaleConfig", in_channels=self.in_channels,
+                  stem_channels=self.stem_channels, blocks=len(self.block_channels),
+                  se_reduction=self.se_reduction, attention_dim=self.attention_dim,
+                  embed_dim=self.embed_dim)
+        _probability("MelMultiScaleConfig", dropout=self.dropout)
+
+
+@dataclass(frozen=True)
+class WavLMCNNConfig:
+    """WavLM + CNN: frozen WavLM features, projected to ``feature_bins`` and fed to a Mel-CNN
+    style conv stack as a 1-channel image (bins x frames)."""
+
+    wavlm: str = WAVLM_LARGE
+    unfreeze_layers: tuple[int, int] | None = None
+    """Inclusive 0-based range of transformer layers to train; ``None`` = fully frozen."""
+    feature_bins: int = 128
+    head: MelCNNConfig = field(default_factory=lambda: MelCNNConfig(in_channels=1))
+
+    def __post_init__(self) -> None:
+        _positive("WavLMCNNConfig", feature_bins=self.feature_bins)
+        _layer_range("WavLMCNNConfig", self.unfreeze_layers)
+
+
+@dataclass(frozen=True)
+class WavLMAASISTConfig:
+    """WavLM + AASIST: three fused streams (WavLM, mel multi-scale encoder, LFCC)."""
+
+    wavlm: str = WAVLM_LARGE
+    unfreeze_layers: tuple[int, int] | None = (12, 23)  # the study: upper half of WavLM-Large
+    wavlm_dim: int = 256  # WavLM frames projected to this, then averaged over time
+    mel: MelMultiScaleConfig = field(default_factory=MelMultiScaleConfig)
+    lfcc_coefficients: int = field(default_factory=lambda: FrontendConfig().lfcc_n_lfcc)
+    """Rows of the ``features.lfcc`` input (the front end's ``lfcc_n_lfcc``)."""
+    lfcc_channels: int = 64  # 1-D conv width of the LFCC stream
+    fusion_hidden: int = 256
+    embed_dim: int = 64
+    dropout: float = 0.3
+
+    def __post_init__(self) -> None:
+        _positive("WavLMAASISTConfig", wavlm_dim=self.wavlm_dim, lfcc_channels=self.lfcc_channels,
+                  lfcc_coefficients=self.lfcc_coefficients,
+                  fusion_hidden=self.fusion_hidden, embed_dim=self.embed_dim)
+        _probability("WavLMAASISTConfig", dropout=self.dropout)
+        _layer_range("WavLMAASISTConfig", self.unfreeze_layers)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How a detector is trained (the study's recipe); see dfpipe.train.
+
+    Batch size and epochs depend on the architecture family; ``None`` picks the study's
+    value for it (:meth:`batch_size_for`, :meth:`epochs_for`).
+    """
+
+    lr: float = 5e-5
+    weight_decay: float = 0.01
+    batch_size: int | None = None
+    epochs: int | None = None
+    val_fraction: float = 0.05  # stratified by label, from the train split
+    grad_clip: float = 1.0  # max global L2 norm
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    amp: bool = True  # float16 autocast + GradScaler; only ever active on CUDA
+    cpu_threads: int | None = None
+    """Torch threads on the CPU; ``None``: every core (Dask workers start torch with one)."""
+    default_condition: str = "raw"  # data specs without :CONDITION: the ingested files as they are
+    default_train_split: str = "train"  # train spec without @SPLIT
+    eval_batch_size: int = 256
+
+    MEL_BATCH = 128
+    WAVLM_BATCH = 64
+    MEL_EPOCHS = 50
+    WAVLM_EPOCHS = 15
+
+    def __post_init__(self) -> None:
+        _positive("TrainConfig", lr=self.lr, grad_clip=self.grad_clip,
+                  eval_batch_size=self.eval_batch_size)
+        if self.weight_decay < 0:
+            raise ConfigError(f"TrainConfig.weight_decay must be >= 0, got {self.weight_decay}")
+        if not 0.0 < self.val_fraction < 1.0:
+            raise ConfigError(f"TrainConfig.val_fraction must be in (0, 1), got {self.val_fraction}")
+        for name in ("batch_size", "epochs"):
+            value = getattr(self, name)
+            if value is not None:
+                _positive("TrainConfig", **{name: value})
+
+    def batch_size_for(self, arch: str) -> int:
+        return self.batch_size or (self.WAVLM_BATCH if arch.startswith("wavlm") else self.MEL_BATCH)
+
+    def epochs_for(self, arch: str) -> int:
+        return self.epochs or (self.WAVLM_EPOCHS if arch.startswith("wavlm") else self.MEL_EPOCHS)
+
+
+@dataclass(frozen=True)
+class ScoreConfig:
+    """Scoring: the lake's clips (dfpipe.score.score) and raw archives (score_archive)."""
+
+    batch_size: int = 64  # clips (or windows) per forward pass
+    device: str = "auto"
+    amp: bool = True  # CUDA only
+    cpu_threads: int | None = None  # None: every core
+    hop_s: float = 1.5  # window hop over whole files; windows are AudioConfig.clip_seconds long
+    files_per_task: int = 8  # files decoded per Dask task
+    max_in_flight: int = 8  # decode tasks submitted but not yet consumed (bounds memory)
+    files_per_part: int = 256  # scored files per output Parquet part (unit of resume)
+
+    def __post_init__(self) -> None:
+        _positive("ScoreConfig", batch_size=self.batch_size, hop_s=self.hop_s,
+                  files_per_task=self.files_per_task, max_in_flight=self.max_in_flight,
+                  files_per_part=self.files_per_part)
+
+
+
+@dataclass(frozen=True)
+class DemoCorpusConfig:
+    """The built-in demo corpus (``dfpipe corpus build-demo``): sizes, channel, splits.
+
+    Both classes go through one channel (:mod:`dfpipe.corpora.demo.channel`), so the
+    numbers below are the only "recording conditions" in the corpus and none carries the
+    label. The shortcut check (``dfpipe corpus check``) verifies that.
+    """
+
+    seed: int = 0
+    small_per_class: tuple[int, int, int] = (60, 20, 20)
+    """Bona fide clips per split (train, test, ood) of ``--size small``; as many spoofs
+    again, so about 200 clips: enough for the end-to-end tests, built in well under 2 min."""
+    test_fraction: float = 0.2
+    """Share of each in-distribution bona fide speaker's recordings held out as ``test``."""
+    ood_speakers: tuple[str, ...] = ("it_IT_m_Carlo", "pocketsphinx")
+    """Bona fide speakers (or source prefixes) kept out of train/test: the ``ood`` split."""
+    ood_family: str = "neural"
+    """Spoof family kept out of train/test (Piper VITS): the ``ood`` split's spoofs."""
+    min_speech_s: float = 1.5
+    """Sources with less speech than this are dropped as unusable (single digits, letters):
+    a 3 s front-end clip of them would be mostly zero padding."""
+    silence_floor_dbfs: float = -50.0
+    """Frames quieter than this are silence; a source with no louder frame is non-speech."""
+    trim_below_peak_db: float = 35.0
+    """Silence trimming keeps from the first to the last 20 ms frame within this many dB of
+    the loudest frame."""
+    tonal_peak_ratio: float = 0.985
+    """A source whose median active frame holds more than this share of its energy in one
+    spectral peak is a beep, tone or chime, not speech (those measure 0.99-1.0; sustained
+    vowels of single-word prompts reach 0.97)."""
+    duration_range_s: tuple[float, float] = (2.0, 4.0)
+    """Each bona fide clip and its spoof twin are cut to one length: the shorter of the two
+    trimmed recordings, at most a length drawn from this range; duration carries no label."""
+    band_hz: tuple[float, float] = (80.0, 7000.0)
+    """Shared pass band (Hz), inside G.722's 50-7,000 Hz, applied to both classes after the
+    shared G.722 round trip (the bona fide prompts are G.722 recordings)."""
+    rms_dbfs_range: tuple[float, float] = (-30.0, -20.0)
+    """Loudness: each clip's speech RMS is set to a level drawn from this range."""
+    crest_db_range: tuple[float, float] = (10.0, 14.0)
+    """Peak limiter: after loudness normalisation a smooth-gain limiter keeps every sample
+    within a drawn number of dB (this range) of the clip's RMS. TTS waveforms are peakier
+    than the prompts (formant pulses); capping the crest factor for both classes erases
+    that, and drawing the cap makes the peak level vary for reasons unrelated to the label."""
+    ltas_knee_hz: float = 500.0
+    ltas_slope_range_db_per_octave: tuple[float, float] = (-9.0, -6.0)
+    """Spectral equaliser target: each clip's long-term average spectrum is equalised to
+    flat below the knee and a drawn slope (this range) above it (typical speech LTAS), so
+    spectral tilt and roll-off (bright formant TTS vs warm studio prompts) carry no label."""
+    eq_max_gain_db: float = 30.0
+    """The equaliser's gain is limited to +- this many dB per band."""
+    mp3_share: float = 0.5
+    """Share of clips (of either class, by seeded draw) that go through an MP3 round trip."""
+    mp3_bitrates_kbps: tuple[int, ...] = (32, 64, 96)
+    clips_per_shard: int = 24
+    """Unit of parallel work: one Dask task renders this many clips."""
+    shortcut_min_eer: float = 0.40
+    """``dfpipe corpus check`` fails when the cheap-feature classifier's EER on test or
+    ood falls below this (0.5 = chance): the channel then leaks the label."""
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.test_fraction < 1.0:
+            raise ConfigError(f"DemoCorpusConfig.test_fraction must be in (0, 1), got {self.test_fraction}")
+        if not 0.0 <= self.mp3_share <= 1.0:
+            raise ConfigError(f"DemoCorpusConfig.mp3_share must be in [0, 1], got {self.mp3_share}")
+        low, high = self.duration_range_s
+        if not 0 < self.min_speech_s <= low <= high:
+            raise ConfigError(
+                "DemoCorpusConfig: need 0 < min_speech_s <= duration_range_s[0] <= duration_range_s[1], "
+                f"got min_speech_s={self.min_speech_s}, duration_range_s={self.duration_range_s}"
+            )
+        if not 0 < self.band_hz[0] < self.band_hz[1]:
+            raise ConfigError(f"DemoCorpusConfig.band_hz must be 0 < low < high, got {self.band_hz}")
+        _positive("DemoCorpusConfig", clips_per_shard=self.clips_per_shard,
+                  trim_below_peak_db=self.trim_below_peak_db)
+        if any(n < 1 for n in self.small_per_class):
+            raise ConfigError(f"DemoCorpusConfig.small_per_class must be >= 1 each, got {self.small_per_class}")
+
+
+@dataclass(frozen=True)
+class DiagnosticsConfig:
+    """Loss-landscape diagnostics of a checkpoint (``dfpipe.diagnostics``; SPEC.md).
+
+    The holdout is ``per_class`` spoof + ``per_class`` bona fide clips drawn with ``seed``;
+    the train-split sample for the generalisation gap is drawn the same way.
+    """
+
+    per_class: int = 50  # the study: 50 AI + 50 human clips; >= 2 (Davies-Bouldin needs a cluster of 2)
+    draws: int = 30  # Hutchinson Rademacher draws per clip
+    ece_bins: int = 15  # equal-width confidence bins (Guo et al. 2017)
+    bands: tuple[float, float] = (0.001, 0.01)
+    """Trace ÷ parameters cut points: below flat, between moderate, above sharp (the study)."""
+    scales: tuple[float, ...] = (1e-4, 1e-3, 1e-2, 1e-1)
+    """Local-linearity step lengths, relative to the total trainable weight norm."""
+    directions: int = 8  # random unit weight directions of the local-linearity check
+    batch_size: int = 8  # clips per forward pass of the no-gradient passes (bounded memory)
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N; diagnostics run in float32, no AMP
+
+    def __post_init__(self) -> None:
+        _positive("DiagnosticsConfig", draws=self.draws, ece_bins=self.ece_bins,
+                  directions=self.directions, batch_size=self.batch_size)
+        if self.per_class < 2:
+            raise ConfigError(f"DiagnosticsConfig.per_class must be >= 2, got {self.per_class}")
+        if len(self.bands) != 2 or not 0 < self.bands[0] < self.bands[1]:
+            raise ConfigError(f"DiagnosticsConfig.bands must be (flat_below, sharp_above) with "
+                              f"0 < flat_below < sharp_above, got {self.bands!r}")
+        if not self.scales or not all(s > 0 for s in self.scales):
+            raise ConfigError(f"DiagnosticsConfig.scales must be positive, got {self.scales!r}")
+
+
+def cache_dir() -> Path:
+    """dfpipe's cache folder (built demo corpora): ``$DFPIPE_CACHE``, else ``~/.cache/dfpipe``."""
+    return Path(os.environ.get("DFPIPE_CACHE") or Path.home() / ".cache" / "dfpipe")
+
+
+def demo_corpus_dir(size: str, seed: int) -> Path:
+    """Where the demo study and the tests build the demo corpus of this size and seed."""
+    return cache_dir() / f"demo-{size}-seed{seed}"

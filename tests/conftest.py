@@ -7,6 +7,7 @@ import os
 import pytest
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
@@ -18,3 +19,23 @@ def prefect_server():
 
     with prefect_test_harness(server_startup_timeout=120):
         yield
+
+
+@pytest.fixture(scope="session")
+def demo_corpus_small():
+    """The demo corpus, ``--size small``, seed 0: about 200 real-speech and TTS clips
+    (dfpipe/corpora/demo). Built at most once per machine into
+    ``$DFPIPE_CACHE/demo-small-seed0`` (default ``~/.cache/dfpipe``); later sessions get a
+    cache hit. Returns the corpus folder (a ``pathlib.Path`` holding ``manifest.csv``)."""
+    import concurrent.futures
+    import multiprocessing
+    from pathlib import Path
+
+    from dfpipe.corpora.demo import build_demo_corpus, cached_build
+
+    out = Path(os.environ.get("DFPIPE_CACHE", Path.home() / ".cache" / "dfpipe")) / "demo-small-seed0"
+    if cached_build(out, "small", 0) is None:
+        spawn = multiprocessing.get_context("spawn")  # no fork of a process that may hold threads
+        with concurrent.futures.ProcessPoolExecutor(2, mp_context=spawn) as pool:
+            build_demo_corpus(out, "small", 0, executor=pool)
+    return out

@@ -13,9 +13,27 @@ import click
 
 # Prefect reads its settings at import: set ours before any command imports it.
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+# The ephemeral server needs ~10 s on an idle 2-core machine; Prefect's 20 s default fails
+# when the machine is busy (e.g. Dask workers starting at the same time).
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
 COMMANDS: dict[str, str] = {
     "query": "dfpipe.cli.query:query",
+    "study": "dfpipe.cli.study:study",
+    "demo": "dfpipe.cli.study:demo",
+    "report": "dfpipe.cli.study:report",
+    "models": "dfpipe.cli.models:models",
+    "train": "dfpipe.cli.train:train",
+    "score": "dfpipe.cli.score:score",
+    "score-archive": "dfpipe.cli.score:score_archive",
+    "metrics": "dfpipe.cli.metrics:metrics",
+    "eval": "dfpipe.cli.eval:eval_command",
+    "export-scores": "dfpipe.cli.eval:export_scores_command",
+    "ingest": "dfpipe.cli.ingest:ingest",
+    "condition": "dfpipe.cli.condition:condition",
+    "features": "dfpipe.cli.features:features",
+    "diagnose": "dfpipe.cli.diagnose:diagnose",
+    "corpus": "dfpipe.cli.corpus:corpus",
 }
 
 
