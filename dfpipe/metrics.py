@@ -4,9 +4,12 @@ Every metric is computed in SQL; this module only finds the SQL files, orders th
 their references, binds the parameters and writes the results:
 
 * ``sql/<relation>.sql`` holds one relation named like the file. A header line
-  ``-- materialized: view|table|macro`` says what it becomes: ``view`` and ``table`` files
-  are one ``select`` (the runner wraps it in ``create or replace view/table <name> as``),
-  ``macro`` files are a complete ``create or replace macro`` statement.
+  ``-- materialized: view|table|intermediate|macro`` says what it becomes: ``view``,
+  ``table`` and ``intermediate`` files are one ``select`` (the runner wraps it in
+  ``create or replace view/table <name> as``), ``macro`` files are a complete
+  ``create or replace macro`` statement. An ``intermediate`` is a table computed once
+  because several models read it, but it is not an output: it is not written to Parquet,
+  and ``metrics.duckdb`` holds it as a view.
 * Parameters (:class:`dfpipe.config.MetricsConfig`) live in a one-row relation
   ``metric_params`` that the runner creates with bound values; the SQL reads it like any
   table, so every file also runs in the plain ``duckdb`` CLI on ``LAKE/metrics.duckdb``.
@@ -46,8 +49,8 @@ METRICS_FOLDER = "metrics"
 METRICS_DATABASE = "metrics.duckdb"
 PARAMS_RELATION = "metric_params"
 
-Materialization = Literal["view", "table", "macro"]
-_MATERIALIZED = re.compile(r"^--\s*materialized:\s*(view|table|macro)\s*$", re.MULTILINE)
+Materialization = Literal["view", "table", "intermediate", "macro"]
+_MATERIALIZED = re.compile(r"^--\s*materialized:\s*(view|table|intermediate|macro)\s*$", re.MULTILINE)
 _COMMENT = re.compile(r"--[^\n]*")
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
 
@@ -78,7 +81,8 @@ class SqlModel:
 
     Attributes:
         name: relation (or macro) name, equal to the file stem.
-        materialized: ``view``, ``table`` or ``macro`` (from the header line).
+        materialized: ``view``, ``table``, ``intermediate`` or ``macro`` (from the header
+            line).
         sql: the file's text.
         refs: names of the other models the file reads (comments ignored).
     """
@@ -116,7 +120,7 @@ def load_models(sql_dir: str | os.PathLike[str] = SQL_DIR) -> list[SqlModel]:
             raise ConfigError(f"sql/{name}.sql: a relation name must be a lowercase identifier")
         found = _MATERIALIZED.search(text)
         if found is None:
-            raise ConfigError(f"sql/{name}.sql: add a '-- materialized: view|table|macro' header line")
+            raise ConfigError(f"sql/{name}.sql: add a '-- materialized: view|table|intermediate|macro' header line")
         code = _COMMENT.sub("", text)
         refs = frozenset(
             other for other in texts if other != name and re.search(rf"\b{other}\b", code)
@@ -182,11 +186,9 @@ def build_models(
     built = list(load_models() if models is None else models)
     bind_params(con, config)
     for model in built:
-        statement = (
-            model.sql
-            if model.materialized == "macro"
-            else f"create or replace {model.materialized} {model.name} as\n{model.sql}"
-        )
+        kind = "table" if model.materialized == "intermediate" else model.materialized
+        statement = model.sql if kind == "macro" else f"create or replace {kind} {model.name} as\n{model.sql}"
+
         try:
             con.execute(statement)
         except duckdb.Error as exc:
@@ -478,8 +480,8 @@ def _write_database(
 
     For a local lake the file also gets the lake's tables as views over their Parquet
     files and the ``view`` and ``macro`` models, so every ``sql/`` file runs in the plain
-    duckdb CLI on it. A remote lake's file holds the tables and macros only (its views
-    would need the lake's credentials).
+    duckdb CLI on it; ``intermediate`` models become views there too. A remote lake's file
+    holds the tables and macros only (its views would need the lake's credentials).
     """
     with tempfile.TemporaryDirectory() as scratch:
         local = os.path.join(scratch, METRICS_DATABASE)
@@ -502,7 +504,7 @@ def _write_database(
             for model in models:
                 if model.materialized == "macro":
                     con.execute(model.sql)
-                elif model.materialized == "view" and lake.is_local:
+                elif model.materialized in ("view", "intermediate") and lake.is_local:
                     con.execute(f"create view {model.name} as\n{model.sql}")
             con.execute("use memory")
         finally:

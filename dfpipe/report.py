@@ -54,8 +54,8 @@ def write_report(lake_uri: str, out_dir: str | Path, *, title: str = "dfpipe stu
     lake = Lake(lake_uri)
     con = lake.connect()
     attach_metrics(con, lake)
-    tables = {name: con.execute(f"select * from {name}").arrow() for name in _TABLES}  # names are ours
-    dynamics = con.execute("select * from training_dynamics").arrow()
+    tables = {name: con.sql(f"select * from {name}").to_arrow_table() for name in _TABLES}  # names are ours
+    dynamics = con.sql("select * from training_dynamics").to_arrow_table()
     figures = [
         _accuracy_bars(tables["run_results"]),
         _precision_recall(tables["run_results"]),
@@ -155,8 +155,8 @@ def _diagnostics(con: object) -> list[Figure]:
     ids = [row[0] for row in con.execute("select distinct diagnostics_id from diagnostics_summary").fetchall()]
     figures = []
     for diagnostics_id in ids:
-        summary = con.execute("select * from diagnostics_summary where diagnostics_id = ?", [diagnostics_id]).arrow()
-        per_clip = con.execute("select * from diagnostics_hessian where diagnostics_id = ?", [diagnostics_id]).arrow()
+        summary = con.sql("select * from diagnostics_summary where diagnostics_id = ?", params=[diagnostics_id]).to_arrow_table()
+        per_clip = con.sql("select * from diagnostics_hessian where diagnostics_id = ?", params=[diagnostics_id]).to_arrow_table()
         buffer = io.BytesIO()
         plot_hessian_summary(summary, per_clip, buffer)
         figures.append(Figure(f"hessian_{diagnostics_id[:8]}", f"Loss-landscape sharpness ({diagnostics_id[:8]})",

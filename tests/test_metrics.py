@@ -146,6 +146,28 @@ def test_val_eer_policy_applies_the_val_threshold(val_bonafide, val_spoof, bonaf
     assert {k: got[k] for k in expected} == expected
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_large_tied_blocks_match_the_reference(seed):
+    """Thousands of rows on a few scores: the metrics are found inside tied blocks."""
+    rng = np.random.default_rng(seed)
+    values = np.round(rng.normal(0, 1, 7), 1)
+    bonafide = rng.choice(values + 0.3, 3000).tolist()
+    spoof = rng.choice(values, 5000).tolist()
+    check_against_reference(bonafide, spoof)
+
+
+def test_min_dcf_when_rounding_flattens_the_cost_of_a_tied_block():
+    """A tiny c_fa makes consecutive costs equal in float64: the first equal point wins."""
+    bonafide, spoof = [0.0, 1.0, 1.0, 2.0], [0.5] * 4000 + [1.0] * 3000 + [3.0] * 10
+    config = MetricsConfig(c_fa=1e-14)
+    row = only(sql_metrics([prediction_rows("r", 1, "test", bonafide, spoof)], config)["score_metrics"],
+               grouping="overall")
+    expected, threshold = min_dcf(bonafide, spoof, c_fa=1e-14)
+    assert row["min_dcf_threshold"] == threshold
+    assert row["min_dcf"] == pytest.approx(expected, rel=1e-12)
+    assert (row["eer"], row["eer_threshold"]) == eer(bonafide, spoof)
+
+
 def test_generator_groups_pool_all_bona_fide():
     bonafide, spoof = [1.0, 0.3, -0.2], [-1.0, 0.5, -2.0, 0.0]
     result = sql_metrics([prediction_rows("r", 1, "test", bonafide, spoof)])

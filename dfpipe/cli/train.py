@@ -1,0 +1,69 @@
+"""``dfpipe train``: train one detector, evaluating every epoch (runs in a Prefect flow)."""
+
+from __future__ import annotations
+
+import click
+
+from dfpipe.cli._common import dask_options, friendly_errors, lake_option
+from dfpipe.config import DaskConfig, TrainConfig
+from dfpipe.models import ARCHITECTURES
+
+
+@click.command()
+@lake_option
+@click.option("--arch", required=True, type=click.Choice(sorted(ARCHITECTURES)), help="Detector to train.")
+@click.option("--train", "train_data", required=True, metavar="CORPUS[:COND][@SPLIT]",
+              help="Training data (condition default 'raw', split default 'train'); 5% (stratified) is 'val'.")
+@click.option("--eval", "eval_data", multiple=True, metavar="NAME=CORPUS[:COND][@SPLIT]",
+              help="An eval set scored every epoch (repeatable; split default: every clip).")
+@click.option("--epochs", type=int, default=None, help="Default: 50 for mel models, 15 for WavLM models.")
+@click.option("--batch-size", type=int, default=None, help="Default: 128 mel, 64 WavLM.")
+@click.option("--lr", type=float, default=TrainConfig.lr, show_default=True)
+@click.option("--seed", type=int, default=TrainConfig.seed, show_default=True)
+@click.option("--device", default=TrainConfig.device, show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--wavlm", default=None, help="WavLM weights: a local folder or an HF-cache name (WavLM archs).")
+@click.option("--no-flow", is_flag=True, help="Train in this process, without Prefect and Dask.")
+@dask_options
+@friendly_errors
+def train(lake: str, arch: str, train_data: str, eval_data: tuple[str, ...], epochs: int | None,
+          batch_size: int | None, lr: float, seed: int, device: str, wavlm: str | None, no_flow: bool,
+          dask_config: DaskConfig) -> None:
+    """Train ARCH on --train, scoring val and every --eval set each epoch into predictions.
+
+    A run's id is a hash of its configuration: running the same command again resumes a
+    killed run after its last committed epoch (or extends a finished one with more --epochs).
+
+    \b
+    Example:
+      dfpipe train --lake lake --arch mel-cnn --train demo --eval test=demo@test --eval ood=demo@ood
+    """
+    import dataclasses
+
+    from dfpipe.errors import ConfigError
+    from dfpipe.models import default_config
+
+    evals = {}
+    for item in eval_data:
+        name, sep, spec = item.partition("=")
+        if not sep or not name or not spec:
+            raise ConfigError(f"--eval {item!r}: expected NAME=CORPUS[:COND][@SPLIT]")
+        evals[name] = spec
+    cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device)
+    model_config = default_config(arch)
+    if wavlm:
+        if not arch.startswith("wavlm"):
+            raise ConfigError(f"--wavlm applies to WavLM architectures, not {arch}")
+        model_config = dataclasses.replace(model_config, wavlm=wavlm)
+    if no_flow:
+        from dfpipe.train import train as run_training
+
+        summary = run_training(cfg, lake, arch=arch, train_data=train_data, eval_data=evals,
+                               model_config=model_config)
+    else:
+        from flows.train import train_flow
+
+        summary = train_flow(lake_uri=lake, arch=arch, train_data=train_data, eval_data=evals, cfg=cfg,
+                             model_config=model_config, dask_config=dask_config)
+    click.echo(f"run {summary.run_id}: {summary.epochs_done} epoch(s) committed ({summary.epochs_trained} now), "
+               f"{summary.n_train} train / {summary.n_val} val clips, {summary.params:,} params on {summary.device}")
+    click.echo(f"wrote runs, epochs, predictions in {lake}; last checkpoint {summary.checkpoint_uri}")

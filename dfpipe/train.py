@@ -1,0 +1,285 @@
+"""Training a detector: one function, :func:`train`, that reads top to bottom.
+
+    config -> run id -> device -> data (train/val split, eval sets) -> model, optimiser
+    -> resume point -> for each epoch: shuffle -> forward/backward -> clip -> step -> log
+    -> checkpoint -> predictions on val and every eval set -> commit the epoch
+
+What a run writes (``run_id`` = hash of everything that changes its results, except the
+number of epochs, so a finished run can be extended):
+
+- ``runs``: one row (config, parameter counts, checkpoint size, device);
+- ``epochs``: one row per epoch (train loss/acc, checkpoint URI and size, time); this row
+  is written last and is the epoch's commit mark;
+- ``predictions``: every epoch, one row per clip of ``val`` and of each eval set;
+- ``LAKE/checkpoints/<run_id>/epoch-NNN.pt`` (model) and ``state-NNN.pt`` (optimiser and
+  scaler of the last epoch), see :mod:`dfpipe.checkpoints`.
+
+Determinism and resume: model initialisation is seeded with ``seed``, and every epoch
+re-seeds torch, NumPy's global generator (Hugging Face's WavLM masking draws from it) and
+the shuffle from ``(seed, epoch)``. A killed run therefore restarts at the epoch after its
+last committed one, from that epoch's weights and optimiser state, and ends with the same
+tables as a run never interrupted (on the same device; CUDA kernels may differ in the last
+bits between runs).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import torch
+from torch import nn
+
+from dfpipe import checkpoints
+from dfpipe.clipsets import ClipSet, DataSpec, load_clip_set
+from dfpipe.config import FrontendConfig, TrainConfig
+from dfpipe.devices import DeviceContext, select_device
+from dfpipe.errors import ConfigError
+from dfpipe.lake import Lake, check_name, stable_id
+from dfpipe.models import Batch, Detector, build_model, config_to_dict, default_config
+
+VAL = "val"
+"""Dataset name of the held-out part of the training split."""
+
+
+@dataclass(frozen=True)
+class TrainSummary:
+    """What :func:`train` did."""
+
+    run_id: str
+    arch: str
+    epochs_done: int  # epochs committed in the lake (including earlier sessions)
+    epochs_trained: int  # epochs trained by this call
+    n_train: int
+    n_val: int
+    eval_sizes: dict[str, int] = field(default_factory=dict)
+    params: int = 0
+    checkpoint_bytes: int = 0
+    checkpoint_uri: str = ""
+    device: str = ""
+
+
+def train(
+    cfg: TrainConfig,
+    lake_uri: str,
+    *,
+    arch: str,
+    train_data: str,
+    eval_data: Mapping[str, str] | None = None,
+    model_config: object | None = None,
+    frontend: FrontendConfig | None = None,
+    log: Callable[[str], None] = print,
+) -> TrainSummary:
+    """Train ``arch`` on ``train_data``, evaluating every epoch; resume a killed run.
+
+    Args:
+        cfg: optimiser, batch size, epochs, seed, device (:class:`~dfpipe.config.TrainConfig`).
+        lake_uri: the lake (folder or fsspec URL).
+        arch: ``mel-cnn``, ``mel-multiscale``, ``wavlm-cnn`` or ``wavlm-aasist``.
+        train_data: ``CORPUS[:CONDITION][@SPLIT]`` (split default ``train``); a stratified
+            ``cfg.val_fraction`` of it becomes the ``val`` dataset.
+        eval_data: ``{dataset name: data spec}`` scored every epoch (split default: all).
+        model_config: the architecture's config dataclass (default: its defaults).
+        frontend: front end whose ``features`` rows are read (default ``FrontendConfig()``).
+        log: where one line per epoch goes.
+
+    Returns:
+        A :class:`TrainSummary`.
+
+    Raises:
+        ConfigError: bad specs or names, ``val`` used as an eval name.
+        DfpipeError: missing data, features or WavLM weights.
+    """
+    lake = Lake(lake_uri)
+    frontend = frontend or FrontendConfig()
+    model_config = model_config or default_config(arch)
+    epochs, batch_size = cfg.epochs_for(arch), cfg.batch_size_for(arch)
+
+    # -- what is trained on what: the run's identity ---------------------------------------
+    train_spec = DataSpec.parse(train_data, default_condition=cfg.default_condition,
+                                default_split=cfg.default_train_split)
+    eval_specs = {check_name("dataset", name): DataSpec.parse(text, default_condition=cfg.default_condition,
+                                                             default_split=None)
+                  for name, text in (eval_data or {}).items()}
+    if VAL in eval_specs:
+        raise ConfigError(f"the eval name {VAL!r} is reserved for the held-out part of the train data")
+    identity = {
+        "arch": arch, "model": config_to_dict(model_config), "frontend": frontend.version,
+        "train": str(train_spec), "eval": {k: str(v) for k, v in sorted(eval_specs.items())},
+        "lr": cfg.lr, "weight_decay": cfg.weight_decay, "batch_size": batch_size,
+        "val_fraction": cfg.val_fraction, "grad_clip": cfg.grad_clip, "seed": cfg.seed, "amp": cfg.amp,
+    }
+    run_id = stable_id(json.dumps(identity, sort_keys=True), length=16)
+    ckpt_dir = f"{lake.uri}/checkpoints/{run_id}"
+    ctx = select_device(cfg.device, amp=cfg.amp, cpu_threads=cfg.cpu_threads)
+
+    # -- model (seeded initialisation) and data --------------------------------------------
+    torch.manual_seed(cfg.seed)
+    model = build_model(arch, model_config).to(ctx.device)
+    train_all = load_clip_set(lake, train_spec, model.needs, frontend)
+    train_idx, val_idx = stratified_split(train_all.labels, cfg.val_fraction, cfg.seed)
+    train_set = train_all.subset(train_idx)
+    eval_sets = {VAL: train_all.subset(val_idx)}
+    eval_sets.update({name: load_clip_set(lake, spec, model.needs, frontend) for name, spec in eval_specs.items()})
+    del train_all
+
+    # -- optimiser, loss, resume point -----------------------------------------------------
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad],
+                                  lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scaler = ctx.grad_scaler()
+    loss_fn = nn.BCEWithLogitsLoss()
+    done = completed_epochs(lake, run_id)
+    if done:
+        model.load_state_dict(checkpoints.load(_epoch_uri(ckpt_dir, done), ctx.device)["model"])
+        state = checkpoints.load(_state_uri(ckpt_dir, done), ctx.device)
+        optimizer.load_state_dict(state["optimizer"])
+        scaler.load_state_dict(state["scaler"])
+        log(f"run {run_id}: resuming after epoch {done}")
+    frontend_dict = config_to_dict(frontend)
+    checkpoint_bytes = len(checkpoints.to_bytes(
+        checkpoints.model_payload(model, frontend_config=frontend_dict, run_id=run_id, epoch=0)))
+    lake.write_shard("runs", pa.table({
+        "run_id": [run_id], "arch": [arch], "train_corpus": [train_spec.corpus],
+        "train_condition": [train_spec.condition], "seed": [cfg.seed], "epochs_planned": [epochs],
+        "params": [model.num_params()], "trainable_params": [model.num_params(trainable_only=True)],
+        "checkpoint_bytes": [checkpoint_bytes], "device": [ctx.name],
+        "config_json": [json.dumps({**identity, "epochs": epochs, "train_config": asdict(cfg)}, sort_keys=True)],
+    }), shard=run_id, mode="overwrite")
+
+    # -- the epochs ------------------------------------------------------------------------
+    for epoch in range(done + 1, epochs + 1):
+        started = time.perf_counter()
+        order = seed_epoch(cfg.seed, epoch).permutation(len(train_set))
+        model.train()
+        loss_sum = torch.zeros((), device=ctx.device)
+        correct = torch.zeros((), device=ctx.device)
+        for start in range(0, len(order), batch_size):
+            batch, labels = train_set.batch(np.sort(order[start:start + batch_size]))
+            loss, hits = train_step(model, batch, labels, optimizer=optimizer, scaler=scaler,
+                                    loss_fn=loss_fn, ctx=ctx, grad_clip=cfg.grad_clip)
+            loss_sum += loss * len(labels)
+            correct += hits
+        wall_s = time.perf_counter() - started
+        uri = _epoch_uri(ckpt_dir, epoch)
+        size = checkpoints.save(checkpoints.model_payload(
+            model, frontend_config=frontend_dict, run_id=run_id, epoch=epoch), uri)
+        checkpoints.save({"epoch": epoch, "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict()},
+                         _state_uri(ckpt_dir, epoch))
+        for name, clip_set in eval_sets.items():
+            logits = predict(model, clip_set, ctx, cfg.eval_batch_size)
+            write_predictions(lake, clip_set, logits, run_id=run_id, epoch=epoch, dataset=name)
+        train_loss, train_acc = loss_sum.item() / len(train_set), correct.item() / len(train_set)
+        lake.write_shard("epochs", pa.table({
+            "run_id": [run_id], "epoch": [epoch], "train_loss": [train_loss], "train_acc": [train_acc],
+            "n_train": [len(train_set)], "checkpoint_uri": [uri], "checkpoint_bytes": [size], "wall_s": [wall_s],
+        }), shard=f"e{epoch:03d}", partition={"run_id": run_id}, mode="overwrite")
+        if epoch > 1:  # the committed epoch's state replaces the previous one
+            _remove(_state_uri(ckpt_dir, epoch - 1))
+        log(f"run {run_id} epoch {epoch}/{epochs}: train loss {train_loss:.4f} acc {train_acc:.4f} "
+            f"({len(train_set) / wall_s:.1f} clips/s on {ctx.name})")
+
+    return TrainSummary(
+        run_id=run_id, arch=arch, epochs_done=max(done, epochs), epochs_trained=max(epochs - done, 0),
+        n_train=len(train_set), n_val=len(eval_sets[VAL]),
+        eval_sizes={name: len(s) for name, s in eval_sets.items() if name != VAL},
+        params=model.num_params(), checkpoint_bytes=checkpoint_bytes,
+        checkpoint_uri=_epoch_uri(ckpt_dir, max(done, epochs)), device=ctx.name,
+    )
+
+
+def train_step(model: Detector, batch: Batch, labels: torch.Tensor, *, optimizer: torch.optim.Optimizer,
+               scaler: torch.amp.GradScaler, loss_fn: nn.Module, ctx: DeviceContext,
+               grad_clip: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """One optimisation step: forward (autocast) -> backward (scaled) -> clip -> step.
+
+    Returns:
+        ``(mean loss, correct predictions)`` as 0-d tensors on the device (no host sync).
+    """
+    batch, labels = batch.to(ctx.device), labels.to(ctx.device, non_blocking=True)
+    optimizer.zero_grad(set_to_none=True)
+    with ctx.autocast():
+        logits = model(batch)
+        loss = loss_fn(logits.float(), labels)
+    scaler.scale(loss).backward()
+    scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
+    torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    scaler.step(optimizer)
+    scaler.update()
+    return loss.detach(), ((logits.detach() > 0) == (labels > 0.5)).sum()
+
+
+@torch.no_grad()
+def predict(model: Detector, clip_set: ClipSet, ctx: DeviceContext, batch_size: int) -> np.ndarray:
+    """Spoof logits of every clip of ``clip_set`` (eval mode), ``(N,)`` float64."""
+    model.eval()
+    out = []
+    for start in range(0, len(clip_set), batch_size):
+        batch, _ = clip_set.batch(slice(start, start + batch_size))
+        with ctx.autocast():
+            out.append(model(batch.to(ctx.device)).float().cpu())
+    return torch.cat(out).double().numpy() if out else np.zeros(0)
+
+
+def write_predictions(lake: Lake, clip_set: ClipSet, logits: np.ndarray, *, run_id: str, epoch: int,
+                      dataset: str) -> None:
+    """Write one ``predictions`` shard: every clip of ``clip_set`` for (run, epoch, dataset)."""
+    rows = clip_set.meta
+    n = rows.num_rows
+    table = rows.append_column("run_id", pa.array([run_id] * n, pa.string())) \
+        .append_column("epoch", pa.array([epoch] * n, pa.int32())) \
+        .append_column("dataset", pa.array([dataset] * n, pa.string())) \
+        .append_column("spoof_logit", pa.array(logits, pa.float64()))
+    # The condition is part of the shard name so one dataset name under two conditions
+    # (`dfpipe score --condition`) never overwrites the other.
+    condition = rows.column("condition")[0].as_py() if n else ""
+    shard = f"e{epoch:03d}-{check_name('dataset', dataset)}-{stable_id(condition, length=8)}"
+    lake.write_shard("predictions", table, shard=shard, partition={"run_id": run_id}, mode="overwrite")
+
+
+def stratified_split(labels: np.ndarray, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded per-label split: ``round(val_fraction * n_label)`` clips of each label (at least
+    one when the label has two or more) go to validation. Returns sorted positions."""
+    rng = np.random.default_rng(seed)
+    val = []
+    for value in np.unique(labels):
+        members = np.flatnonzero(labels == value)
+        n_val = min(max(round(val_fraction * len(members)), 1 if len(members) > 1 else 0), len(members) - 1)
+        val.append(rng.permutation(members)[:n_val])
+    val_idx = np.sort(np.concatenate(val)) if val else np.zeros(0, np.int64)
+    return np.setdiff1d(np.arange(len(labels)), val_idx), val_idx
+
+
+def seed_epoch(seed: int, epoch: int) -> np.random.Generator:
+    """Seed torch and NumPy's global generator for ``epoch``; return the shuffle generator."""
+    epoch_seed = int(stable_id(str(seed), str(epoch), length=8), 16)
+    torch.manual_seed(epoch_seed)
+    np.random.seed(epoch_seed)
+    return np.random.default_rng([seed, epoch])
+
+
+def completed_epochs(lake: Lake, run_id: str) -> int:
+    """The last epoch of ``run_id`` committed in ``epochs`` (0 when none)."""
+    epochs = lake.read("epochs", columns=["epoch"], filter=pc.field("run_id") == run_id)
+    return int(pc.max(epochs.column("epoch")).as_py() or 0) if epochs.num_rows else 0
+
+
+def _epoch_uri(ckpt_dir: str, epoch: int) -> str:
+    return f"{ckpt_dir}/epoch-{epoch:03d}.pt"
+
+
+def _state_uri(ckpt_dir: str, epoch: int) -> str:
+    return f"{ckpt_dir}/state-{epoch:03d}.pt"
+
+
+def _remove(uri: str) -> None:
+    import fsspec
+
+    fs, path = fsspec.core.url_to_fs(uri)
+    if fs.exists(path):
+        fs.rm(path)
+

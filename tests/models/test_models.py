@@ -1,0 +1,132 @@
+"""The four detectors: shapes, parameter counts, checkpoints, WavLM loading and freezing."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from dfpipe import checkpoints
+from dfpipe.config import FrontendConfig, MelCNNConfig, WavLMAASISTConfig, WavLMCNNConfig
+from dfpipe.errors import ConfigError, DfpipeError
+from dfpipe.models import ARCHITECTURES, Batch, build_model, config_from_dict, config_to_dict
+from dfpipe.models.wavlm import set_trainable_layers
+
+FRONTEND = FrontendConfig()
+
+
+def _batch(n: int = 3) -> Batch:
+    torch.manual_seed(0)
+    return Batch(mel=torch.randn(n, *FRONTEND.mel_shape), lfcc=torch.randn(n, *FRONTEND.lfcc_shape),
+                 waveform=torch.randn(n, FRONTEND.audio.clip_samples) * 0.1)
+
+
+@pytest.fixture(scope="module")
+def tiny_wavlm(tmp_path_factory):
+    """A random 4-layer WavLM saved with save_pretrained: the real offline loading path."""
+    from transformers import WavLMConfig, WavLMModel
+
+    config = WavLMConfig(hidden_size=32, num_hidden_layers=4, num_attention_heads=2, intermediate_size=64,
+                         conv_dim=(32, 32, 32, 32, 32, 32, 32), num_conv_pos_embeddings=16,
+                         num_conv_pos_embedding_groups=4, num_buckets=32, max_bucket_distance=64,
+                         layerdrop=0.0)
+    folder = tmp_path_factory.mktemp("wavlm-tiny")
+    torch.manual_seed(0)
+    WavLMModel(config).save_pretrained(folder)
+    return str(folder)
+
+
+@pytest.mark.parametrize(("arch", "low", "high"), [("mel-cnn", 350_000, 450_000),
+                                                   ("mel-multiscale", 1_800_000, 2_400_000)])
+def test_mel_models_have_the_study_size_and_one_logit_per_clip(arch, low, high):
+    model = build_model(arch).eval()
+    assert low <= model.num_params() <= high
+    assert model.needs == {"mel"}
+    batch = _batch()
+    logits = model(batch)
+    assert logits.shape == (3,)
+    embedding = model.embed(batch)
+    assert embedding.shape == (3, 64)
+    torch.testing.assert_close(model.head(embedding).squeeze(-1), logits)
+
+
+@pytest.mark.parametrize("arch", ["mel-cnn", "mel-multiscale"])
+def test_checkpoint_round_trip_with_weights_only(arch, tmp_path):
+    model = build_model(arch).eval()
+    uri = str(tmp_path / "ckpt" / "epoch-001.pt")
+    size = checkpoints.save(checkpoints.model_payload(model, frontend_config=config_to_dict(FRONTEND),
+                                                      run_id="r", epoch=1), uri)
+    assert size == (tmp_path / "ckpt" / "epoch-001.pt").stat().st_size
+    # float32 weights: ~4 bytes per parameter plus a little pickle framing
+    assert 4 * model.num_params() < size < 4 * model.num_params() * 1.05
+    assert not list((tmp_path / "ckpt").glob("*.tmp-*"))
+    loaded, meta = checkpoints.load_model(uri)
+    assert meta["epoch"] == 1 and loaded.config == model.config
+    batch = _batch()
+    torch.testing.assert_close(loaded(batch), model(batch))
+
+
+def test_config_dict_round_trip_restores_nested_tuples():
+    config = WavLMAASISTConfig(wavlm="/x", unfreeze_layers=(1, 2))
+    again = config_from_dict("wavlm-aasist", config_to_dict(config))
+    assert again == config and isinstance(again.mel.block_channels, tuple)
+    with pytest.raises(ConfigError, match="unknown fields"):
+        config_from_dict("mel-cnn", {"channel": [1]})
+
+
+def test_bad_names_and_configs_fail_naming_them():
+    with pytest.raises(ConfigError, match="unknown architecture 'resnet'"):
+        build_model("resnet")
+    with pytest.raises(ConfigError, match="takes a MelMultiScaleConfig"):
+        build_model("mel-multiscale", MelCNNConfig())
+    with pytest.raises(ConfigError, match="dropout"):
+        MelCNNConfig(dropout=1.5)
+    with pytest.raises(ConfigError, match="unfreeze_layers"):
+        WavLMCNNConfig(unfreeze_layers=(5, 2))
+    assert set(ARCHITECTURES) == {"mel-cnn", "mel-multiscale", "wavlm-cnn", "wavlm-aasist"}
+
+
+def test_missing_wavlm_weights_say_what_to_do(tmp_path):
+    with pytest.raises(DfpipeError, match="not available offline") as info:
+        build_model("wavlm-cnn", WavLMCNNConfig(wavlm=str(tmp_path / "no-such-wavlm")))
+    message = str(info.value)
+    assert "Hugging Face cache" in message and "save_pretrained" in message and "no-such-wavlm" in message
+
+
+def test_wavlm_cnn_is_frozen_and_reads_the_waveform(tiny_wavlm):
+    model = build_model("wavlm-cnn", WavLMCNNConfig(wavlm=tiny_wavlm))
+    assert model.needs == {"waveform"}
+    wavlm = model.frames.wavlm
+    assert not any(p.requires_grad for p in wavlm.parameters())
+    assert model.num_params(trainable_only=True) == model.num_params() - sum(p.numel() for p in wavlm.parameters())
+    model.train()
+    assert not wavlm.training  # a frozen extractor never runs dropout
+    logits = model(_batch())
+    assert logits.shape == (3,)
+    logits.sum().backward()
+    assert model.head.weight.grad is not None
+
+
+def test_wavlm_aasist_unfreezes_exactly_the_configured_layers(tiny_wavlm, tmp_path):
+    config = WavLMAASISTConfig(wavlm=tiny_wavlm, unfreeze_layers=(2, 3))
+    model = build_model("wavlm-aasist", config).train()
+    layers = model.frames.wavlm.encoder.layers
+    assert [any(p.requires_grad for p in layer.parameters()) for layer in layers] == [False, False, True, True]
+    assert all(p.requires_grad for layer in layers[2:] for p in layer.parameters())
+    assert not any(p.requires_grad for p in model.frames.wavlm.feature_extractor.parameters())
+    batch = _batch()
+    model(batch).sum().backward()
+    grads = [[p.grad is not None for p in layer.parameters()] for layer in layers]
+    assert not any(grads[0]) and all(grads[3])
+    # the same code path saves and reloads it
+    uri = str(tmp_path / "epoch-001.pt")
+    checkpoints.save(checkpoints.model_payload(model, frontend_config=config_to_dict(FRONTEND), run_id="r",
+                                               epoch=1), uri)
+    loaded, _ = checkpoints.load_model(uri)
+    torch.testing.assert_close(loaded(batch), model.eval()(batch))
+
+
+def test_unfreezing_past_the_last_layer_is_refused(tiny_wavlm):
+    from dfpipe.models.wavlm import load_wavlm
+
+    with pytest.raises(ConfigError, match="past the last layer"):
+        set_trainable_layers(load_wavlm(tiny_wavlm), (2, 4))
