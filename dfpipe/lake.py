@@ -146,7 +146,6 @@ class Lake:
             LakeError: unknown table, bad names, schema mismatch, or an existing shard
                 under ``mode="error"``.
         """
-        schema = _schema(table)
         final = self.shard_path(table, shard, partition)
         if self.fs.exists(final):
             if mode == "skip":
@@ -182,7 +181,7 @@ class Lake:
         table: str,
         *,
         columns: list[str] | None = None,
-        filter: ds.Expression | None = None,  # noqa: A002 - pyarrow's own name
+        filter: ds.Expression | None = None,
         partition: Mapping[str, str] | None = None,
     ) -> pa.Table:
         """Read a whole table (or the filtered part) into memory; typed even when empty."""

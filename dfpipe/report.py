@@ -21,11 +21,11 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")  # no display: the report is written, never shown
-import matplotlib.pyplot as plt  # noqa: E402
-import pyarrow as pa  # noqa: E402
+import matplotlib.pyplot as plt
+import pyarrow as pa
 
-from dfpipe.lake import Lake  # noqa: E402
-from dfpipe.metrics import attach_metrics  # noqa: E402
+from dfpipe.lake import Lake
+from dfpipe.metrics import attach_metrics
 
 _TABLES = {
     "leaderboard": "Leaderboard: runs ranked by OOD accuracy (reported epoch = best validation EER)",

@@ -39,6 +39,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from dfpipe.config import TrainConfig
 from dfpipe.errors import ConfigError
 from dfpipe.lake import stable_id
 
@@ -95,6 +96,18 @@ class Experiment(_Strict):
     """Names from ``train_sets``."""
 
 
+class TrainingOverrides(_Strict):
+    """Changes to the study's training recipe (:class:`dfpipe.config.TrainConfig`); unset
+    fields keep the recipe's values (AdamW lr 5e-5, wd 0.01, batch 128 mel / 64 WavLM)."""
+
+    lr: float | None = Field(default=None, gt=0)
+    weight_decay: float | None = Field(default=None, ge=0)
+    batch_size: int | None = Field(default=None, gt=0)
+
+    def apply(self, config: TrainConfig) -> TrainConfig:
+        return dataclasses.replace(config, **self.model_dump(exclude_none=True))
+
+
 class Study(_Strict):
     """A whole study: corpora → conditions → features → runs → metrics → report."""
 
@@ -108,6 +121,7 @@ class Study(_Strict):
     epochs: int | dict[str, int] = 50
     """Epochs for every run, or per architecture (the study: 50 mel, 15 WavLM)."""
     seeds: list[int] = Field(default=[0], min_length=1)
+    training: TrainingOverrides = TrainingOverrides()
     wavlm_path: str | None = None
     """Local folder or Hugging Face cache name of WavLM-Large, for the WavLM architectures."""
 
@@ -130,6 +144,10 @@ class Study(_Strict):
 
     def epochs_for(self, arch: str) -> int:
         return self.epochs if isinstance(self.epochs, int) else self.epochs[arch]
+
+    def train_config(self, run: PlannedRun) -> TrainConfig:
+        """The trainer's config for one planned run (epochs, seed, overrides)."""
+        return self.training.apply(TrainConfig(epochs=run.epochs, seed=run.seed))
 
     def data_spec(self, name: str) -> str:
         """A train or eval set as the trainer's ``CORPUS:CONDITION[@SPLIT]`` data spec."""

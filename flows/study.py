@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
-from dfpipe.config import DaskConfig, TrainConfig, demo_corpus_dir
+from dfpipe.config import DaskConfig, demo_corpus_dir
 from dfpipe.corpora.demo import build_demo_corpus
 from dfpipe.executors import dask_client
 from dfpipe.metrics import compute_metrics
@@ -92,7 +92,7 @@ def study_flow(study_file: str, lake: str, dask_address: str | None = None, repo
             for run in plan.runs:
                 summary = train_flow(lake_uri=lake, arch=run.arch, train_data=study.data_spec(run.train_set),
                                      eval_data={name: study.data_spec(name) for name in study.eval_sets},
-                                     cfg=TrainConfig(epochs=run.epochs, seed=run.seed),
+                                     cfg=study.train_config(run),
                                      model_config=study.arch_config(run.arch), dask_config=dask)
                 result.run_ids.append(summary.run_id)
 

@@ -1,82 +1,79 @@
--- asv_det_curve(scored): table macro, the asvspoof det curve of every group of a relation.
+-- asv_det_curve(blocks): table macro, the asvspoof det curve of every group, one row per
+-- block of tied points.
 -- materialized: macro
 -- input: the name of any relation with columns group_id (any type: the grouping key),
---   is_spoof (boolean) and cm_score (double, higher = bona fide).
--- grain: one row per group per det point: point_index 0 is the prepended (frr 0, far 1)
---   point, point_index k >= 1 the k-th score in sorted order (that row's is_spoof and
---   cm_score are kept, so callers need no second scan of the input). a group without both
---   classes keeps its rows with null frr/far and no point 0.
+--   cm_score (double, higher = bona fide), is_spoof (boolean) and n_rows (bigint > 0: the
+--   rows with that score and label), one row per (group_id, cm_score, is_spoof), e.g.
+--   score_blocks.
+-- grain: one row per group per block; is_first_block marks the block with the lowest score.
 -- conventions (asvspoof 5 evaluation package, calculate_modules.compute_det_curve):
 --   scores sorted ascending with ties broken bona fide first, which is what numpy's stable
---   mergesort gives on the concatenation [bona fide scores, spoof scores];
---   frr_k = bona fide among the first k / n_bonafide;
---   far_k = (n_spoof - spoof among the first k) / n_spoof;
---   threshold_k = the k-th sorted score, threshold_0 = lowest score - 0.001; no
---   interpolation. rows tied in both score and label are interchangeable, so ordering by
---   (cm_score, is_spoof) reproduces the package's point sequence exactly.
---   one scan of the input: class totals are window aggregates, not a second pass.
-create or replace macro asv_det_curve(scored) as table
+--   mergesort gives on the concatenation [bona fide scores, spoof scores]; rows tied in
+--   score and label are interchangeable, so a block of n_rows such rows holds the
+--   package's det points p = n_before + 1 .. n_before + n_rows (n_before = bonafide_before
+--   + spoof_before), all at threshold cm_score. point p = n_before + i of a block has
+--   frr = (bonafide_before + i [bona fide block]) / n_bonafide and
+--   far = (n_spoof - spoof_before - i [spoof block]) / n_spoof; point 0, the prepended
+--   (frr 0, far 1) point at threshold lowest score - 0.001, is i = 0 of the first block.
+--   no interpolation. a group without both classes has n_bonafide or n_spoof 0.
+--   one sort of the blocks: before-counts are two running sums over one window.
+create or replace macro asv_det_curve(blocks) as table
     with
 
-    ranked_rows as (
+    running_counts as (
         select
             group_id,
-            is_spoof,
             cm_score,
-            row_number() over sorted_order as row_position,
-            rank() over sorted_order as block_rank,
-            rank() over (partition by group_id, is_spoof order by cm_score asc) as class_block_rank,
-            count(*) over (partition by group_id, is_spoof) as n_same_class,
-            count(*) over (partition by group_id) as n_rows,
-        from query_table(scored)
-        window sorted_order as (partition by group_id order by cm_score asc, is_spoof asc)
+            is_spoof,
+            n_rows,
+            -- running sums in double are exact up to 2^53 rows and about twice as fast as
+            -- the hugeint sums of bigint
+            sum(n_rows::double) over det_order as rows_through,
+            sum(case when is_spoof then 0.0 else n_rows::double end) over det_order
+                as bonafide_through,
+        from query_table(blocks)
+        window det_order as (
+            partition by group_id
+            order by cm_score asc, is_spoof asc
+            rows between unbounded preceding and current row
+        )
     ),
 
-    -- rows strictly before a row's (score, label) block that have the other label:
-    -- block_rank - class_block_rank. a framed running sum would give the same counts, but
-    -- ranks are tie-order independent and need no segment tree (several times faster).
-    sorted_rows as (
+    -- class totals by aggregation and a join: cheaper than a second window over the blocks
+    class_totals as (
         select
             group_id,
-            is_spoof,
-            cm_score,
-            row_position,
-            case
-                when is_spoof then block_rank - class_block_rank
-                else row_position - (block_rank - class_block_rank)
-            end as bonafide_at_or_below,
-            case when is_spoof then n_rows - n_same_class else n_same_class end as n_bonafide,
-            case when is_spoof then n_same_class else n_rows - n_same_class end as n_spoof,
-        from ranked_rows
+            coalesce(sum(n_rows) filter (where not is_spoof), 0)::bigint as n_bonafide,
+            coalesce(sum(n_rows) filter (where is_spoof), 0)::bigint as n_spoof,
+        from query_table(blocks)
+        group by group_id
     ),
 
-    -- the first row of a group with both classes also yields the prepended point 0
-    with_prepended as (
+    block_counts as (
         select
-            *,
-            unnest(
-                case
-                    when row_position = 1 and n_bonafide > 0 and n_spoof > 0 then [0, 1]
-                    else [row_position]
-                end
-            ) as point_index,
-        from sorted_rows
+            running_counts.group_id,
+            running_counts.cm_score,
+            running_counts.is_spoof,
+            running_counts.n_rows,
+            (running_counts.rows_through - running_counts.n_rows)::bigint as n_before,
+            (
+                running_counts.bonafide_through
+                - case when running_counts.is_spoof then 0 else running_counts.n_rows end
+            )::bigint as bonafide_before,
+            class_totals.n_bonafide,
+            class_totals.n_spoof,
+        from running_counts
+        inner join class_totals on running_counts.group_id = class_totals.group_id
     )
 
     select
         group_id,
-        point_index,
-        case when point_index = 0 then cm_score - 0.001 else cm_score end as threshold,
-        case
-            when point_index = 0 then 0.0
-            else bonafide_at_or_below::double / nullif(n_bonafide, 0)
-        end as frr,
-        case
-            when point_index = 0 then 1.0
-            else (n_spoof - (row_position - bonafide_at_or_below))::double / nullif(n_spoof, 0)
-        end as far,
+        n_before = 0 as is_first_block,
+        cm_score,
+        is_spoof,
+        n_rows,
+        bonafide_before,
+        n_before - bonafide_before as spoof_before,
         n_bonafide,
         n_spoof,
-        case when point_index > 0 then is_spoof end as is_spoof,
-        case when point_index > 0 then cm_score end as cm_score,
-    from with_prepended
+    from block_counts

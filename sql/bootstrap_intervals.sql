@@ -3,7 +3,7 @@
 -- grain: one row per run per dataset (at the run's reported epoch, grouping 'overall').
 -- conventions: replicates from bootstrap_resamples; accuracy at policy
 --   'p_spoof_<threshold>' (p_spoof >= threshold is spoof); eer per replicate by the same
---   asvspoof logic (asv_metrics). interval = [2.5 %, 97.5 %] quantiles (quantile_cont) of
+--   asvspoof logic (asv_block_metrics). interval = [2.5 %, 97.5 %] quantiles (quantile_cont) of
 --   the replicates with a defined value; a replicate drawing one class only has no eer
 --   and is counted in n_replicates_without_eer.
 with
@@ -16,7 +16,7 @@ replicate_eers as (
     select
         group_id,
         eer,
-    from asv_metrics('bootstrap_resamples')
+    from asv_block_metrics('bootstrap_resamples')
 ),
 
 replicate_accuracies as (
@@ -26,7 +26,8 @@ replicate_accuracies as (
         resamples.dataset,
         resamples.replicate,
         resamples.group_id,
-        avg(((resamples.p_spoof >= params.threshold) = resamples.is_spoof)::int) as accuracy,
+        sum(resamples.n_rows * ((resamples.p_spoof >= params.threshold) = resamples.is_spoof)::int)
+        / sum(resamples.n_rows) as accuracy,
     from bootstrap_resamples as resamples
     cross join params
     group by all

@@ -1,11 +1,15 @@
 -- bootstrap_resamples: seeded bootstrap replicates of each dataset at each run's reported
--- epoch (the input of bootstrap_intervals).
--- materialized: view
--- grain: one row per run per dataset per replicate per draw (n draws per replicate, n =
---   rows of the dataset).
+-- epoch, as score blocks (the input of bootstrap_intervals).
+-- materialized: intermediate
+-- grain: one row per run per dataset per replicate per distinct drawn (cm_score, is_spoof);
+--   n_rows = draws that fell in the block (n draws per replicate, n = rows of the dataset).
 -- conventions: replicate r (1..metric_params.bootstrap_samples) draws n rows with
---   replacement; draw j picks row hash(bootstrap_seed, run_id, epoch, dataset, r, j) mod n
---   of the rows numbered in clip_id order: deterministic for a seed and a duckdb version.
+--   replacement; draw j picks row hash(hash(bootstrap_seed, run_id, epoch, dataset), r, j)
+--   mod n of the rows numbered in clip_id order: deterministic for a seed and a duckdb
+--   version.
+--   the draws are counted per (replicate, score, label) block, the form asv_block_metrics
+--   reads (a replicate is the multiset of its draws, so nothing is lost), and the blocks
+--   are computed once for every metric of the replicate.
 --   cost grows as bootstrap_samples x rows, so only the reported epoch (best_epochs) and
 --   grouping 'overall' are resampled.
 with
@@ -48,11 +52,19 @@ numbered_rows as (
 -- integer keys: the draws join and asv_det_curve's sort are several times faster on them
 dataset_sizes as (
     select
-        run_id,
-        epoch,
-        dataset,
-        n_rows,
-        row_number() over (order by run_id, epoch, dataset) as dataset_index,
+        distinct_datasets.run_id,
+        distinct_datasets.epoch,
+        distinct_datasets.dataset,
+        distinct_datasets.n_rows,
+        row_number() over (
+            order by distinct_datasets.run_id, distinct_datasets.epoch, distinct_datasets.dataset
+        ) as dataset_index,
+        hash(
+            params.bootstrap_seed,
+            distinct_datasets.run_id,
+            distinct_datasets.epoch,
+            distinct_datasets.dataset
+        ) as dataset_seed,
     from (
         select distinct
             run_id,
@@ -61,6 +73,7 @@ dataset_sizes as (
             n_rows,
         from numbered_rows
     ) as distinct_datasets
+    cross join params
 ),
 
 replicates as (
@@ -70,10 +83,8 @@ replicates as (
 
 draws as (
     select
-        dataset_sizes.run_id,
-        dataset_sizes.epoch,
-        dataset_sizes.dataset,
         dataset_sizes.dataset_index,
+        dataset_sizes.dataset_seed,
         replicates.replicate,
         unnest(range(dataset_sizes.n_rows)) as draw,
         dataset_sizes.n_rows,
@@ -81,24 +92,13 @@ draws as (
     cross join replicates
 ),
 
+-- the dataset's part of the hash is computed once per dataset, not once per draw
 drawn_rows as (
     select
-        draws.run_id,
-        draws.epoch,
-        draws.dataset,
-        draws.replicate,
-        draws.dataset_index,
-        draws.dataset_index * (params.bootstrap_samples + 1) + draws.replicate as group_id,
-        hash(
-            params.bootstrap_seed,
-            draws.run_id,
-            draws.epoch,
-            draws.dataset,
-            draws.replicate,
-            draws.draw
-        ) % draws.n_rows as row_index,
+        dataset_index,
+        replicate,
+        (hash(dataset_seed, replicate, draw) % n_rows::ubigint)::bigint as row_index,
     from draws
-    cross join params
 ),
 
 indexed_rows as (
@@ -116,21 +116,41 @@ indexed_rows as (
             and numbered_rows.dataset = dataset_sizes.dataset
 ),
 
-resampled as (
+drawn_blocks as (
     select
-        drawn_rows.group_id,
-        drawn_rows.run_id,
-        drawn_rows.epoch,
-        drawn_rows.dataset,
+        drawn_rows.dataset_index,
         drawn_rows.replicate,
-        indexed_rows.is_spoof,
         indexed_rows.cm_score,
-        indexed_rows.p_spoof,
+        indexed_rows.is_spoof,
+        any_value(indexed_rows.p_spoof) as p_spoof,
+        count(*) as n_rows,
     from drawn_rows
     inner join indexed_rows
         on
             drawn_rows.dataset_index = indexed_rows.dataset_index
             and drawn_rows.row_index = indexed_rows.row_index
+    group by
+        drawn_rows.dataset_index,
+        drawn_rows.replicate,
+        indexed_rows.cm_score,
+        indexed_rows.is_spoof
+),
+
+resampled_blocks as (
+    select
+        drawn_blocks.dataset_index * (params.bootstrap_samples + 1) + drawn_blocks.replicate
+            as group_id,
+        dataset_sizes.run_id,
+        dataset_sizes.epoch,
+        dataset_sizes.dataset,
+        drawn_blocks.replicate,
+        drawn_blocks.cm_score,
+        drawn_blocks.is_spoof,
+        drawn_blocks.p_spoof,
+        drawn_blocks.n_rows,
+    from drawn_blocks
+    inner join dataset_sizes on drawn_blocks.dataset_index = dataset_sizes.dataset_index
+    cross join params
 )
 
 select
@@ -139,7 +159,8 @@ select
     epoch,
     dataset,
     replicate,
-    is_spoof,
     cm_score,
+    is_spoof,
     p_spoof,
-from resampled
+    n_rows,
+from resampled_blocks

@@ -1,14 +1,14 @@
 -- score_metrics: eer, min_dcf, act_dcf and cllr (the asvspoof 5 metrics) per group.
 -- materialized: table
 -- grain: one row per run per epoch per dataset per grouping per group value.
--- conventions: see asv_det_curve and asv_metrics (asvspoof 5 evaluation package);
---   groupings as in grouped_scores (generator/family groups pool the bona fide rows).
+-- conventions: see asv_det_curve and asv_block_metrics (asvspoof 5 evaluation package);
+--   groupings as in score_groups (generator/family groups pool the bona fide rows).
 --   thresholds are on cm_score (higher = bona fide). degenerate groups (one class) have
 --   null metrics and a reason.
 with
 
 group_metrics as (
-    select * from asv_metrics('grouped_scores')
+    select * from asv_block_metrics('score_blocks')
 ),
 
 group_keys as (
@@ -19,7 +19,7 @@ group_keys as (
         dataset,
         grouping,
         group_value,
-    from grouped_scores
+    from score_groups
 ),
 
 unpacked as (

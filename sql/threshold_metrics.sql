@@ -16,8 +16,19 @@ params as (
     select threshold from metric_params
 ),
 
-scores as (
-    select * from grouped_scores
+blocks as (
+    select * from score_blocks
+),
+
+group_keys as (
+    select distinct
+        group_id,
+        run_id,
+        epoch,
+        dataset,
+        grouping,
+        group_value,
+    from score_groups
 ),
 
 val_eer_thresholds as (
@@ -29,56 +40,72 @@ val_eer_thresholds as (
     where dataset = 'val' and grouping = 'overall' and eer_threshold is not null
 ),
 
-policy_decisions as (
+-- counted on score blocks (one row per group, score and label), then keyed: the long
+-- per-row form is never built
+group_decisions as (
     select
-        scores.run_id,
-        scores.epoch,
-        scores.dataset,
-        scores.grouping,
-        scores.group_value,
-        scores.is_spoof,
+        blocks.group_id,
+        blocks.is_spoof,
+        blocks.n_rows,
         'p_spoof_' || params.threshold::varchar as policy,
         'p_spoof' as threshold_scale,
         params.threshold,
-        scores.p_spoof >= params.threshold as is_predicted_spoof,
-    from scores
+        blocks.p_spoof >= params.threshold as is_predicted_spoof,
+    from blocks
     cross join params
     union all
     select
-        scores.run_id,
-        scores.epoch,
-        scores.dataset,
-        scores.grouping,
-        scores.group_value,
-        scores.is_spoof,
+        blocks.group_id,
+        blocks.is_spoof,
+        blocks.n_rows,
         'val_eer' as policy,
         'cm_score' as threshold_scale,
         val_eer_thresholds.eer_threshold as threshold,
-        scores.cm_score <= val_eer_thresholds.eer_threshold as is_predicted_spoof,
-    from scores
+        blocks.cm_score <= val_eer_thresholds.eer_threshold as is_predicted_spoof,
+    from blocks
+    inner join group_keys on blocks.group_id = group_keys.group_id
     left join val_eer_thresholds
-        on scores.run_id = val_eer_thresholds.run_id and scores.epoch = val_eer_thresholds.epoch
+        on
+            group_keys.run_id = val_eer_thresholds.run_id
+            and group_keys.epoch = val_eer_thresholds.epoch
+),
+
+group_confusion as (
+    select
+        group_id,
+        policy,
+        threshold_scale,
+        any_value(threshold) as threshold,
+        sum(n_rows) as n_rows,
+        coalesce(sum(n_rows) filter (where not is_spoof), 0) as n_bonafide,
+        coalesce(sum(n_rows) filter (where is_spoof), 0) as n_spoof,
+        coalesce(sum(n_rows) filter (where is_spoof and is_predicted_spoof), 0) as tp,
+        coalesce(sum(n_rows) filter (where not is_spoof and is_predicted_spoof), 0) as fp,
+        coalesce(sum(n_rows) filter (where not is_spoof and not is_predicted_spoof), 0) as tn,
+        coalesce(sum(n_rows) filter (where is_spoof and not is_predicted_spoof), 0) as fn,
+    from group_decisions
+    group by group_id, policy, threshold_scale
 ),
 
 confusion as (
     select
-        run_id,
-        epoch,
-        dataset,
-        grouping,
-        group_value,
-        policy,
-        threshold_scale,
-        any_value(threshold) as threshold,
-        count(*) as n_rows,
-        count(*) filter (where not is_spoof) as n_bonafide,
-        count(*) filter (where is_spoof) as n_spoof,
-        count(*) filter (where is_spoof and is_predicted_spoof) as tp,
-        count(*) filter (where not is_spoof and is_predicted_spoof) as fp,
-        count(*) filter (where not is_spoof and not is_predicted_spoof) as tn,
-        count(*) filter (where is_spoof and not is_predicted_spoof) as fn,
-    from policy_decisions
-    group by all
+        group_keys.run_id,
+        group_keys.epoch,
+        group_keys.dataset,
+        group_keys.grouping,
+        group_keys.group_value,
+        group_confusion.policy,
+        group_confusion.threshold_scale,
+        group_confusion.threshold,
+        group_confusion.n_rows::bigint as n_rows,
+        group_confusion.n_bonafide::bigint as n_bonafide,
+        group_confusion.n_spoof::bigint as n_spoof,
+        group_confusion.tp::bigint as tp,
+        group_confusion.fp::bigint as fp,
+        group_confusion.tn::bigint as tn,
+        group_confusion.fn::bigint as fn,
+    from group_confusion
+    inner join group_keys on group_confusion.group_id = group_keys.group_id
 ),
 
 -- without a threshold nothing was decided: the cells are unknown, not zero

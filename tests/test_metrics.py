@@ -156,15 +156,15 @@ def test_large_tied_blocks_match_the_reference(seed):
     check_against_reference(bonafide, spoof)
 
 
-def test_min_dcf_when_rounding_flattens_the_cost_of_a_tied_block():
-    """A tiny c_fa makes consecutive costs equal in float64: the first equal point wins."""
-    bonafide, spoof = [0.0, 1.0, 1.0, 2.0], [0.5] * 4000 + [1.0] * 3000 + [3.0] * 10
-    config = MetricsConfig(c_fa=1e-14)
+def test_min_dcf_inside_a_large_tied_block_with_other_costs():
+    bonafide = [0.0, 1.0, 1.0, 2.0] * 500
+    spoof = [0.5] * 4000 + [1.0] * 3000 + [3.0] * 10
+    config = MetricsConfig(p_spoof=0.3, c_miss=1.0, c_fa=2.0)
     row = only(sql_metrics([prediction_rows("r", 1, "test", bonafide, spoof)], config)["score_metrics"],
                grouping="overall")
-    expected, threshold = min_dcf(bonafide, spoof, c_fa=1e-14)
+    expected, threshold = min_dcf(bonafide, spoof, 0.3, 1.0, 2.0)
     assert row["min_dcf_threshold"] == threshold
-    assert row["min_dcf"] == pytest.approx(expected, rel=1e-12)
+    assert_close(row["min_dcf"], expected)
     assert (row["eer"], row["eer_threshold"]) == eer(bonafide, spoof)
 
 

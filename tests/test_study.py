@@ -82,7 +82,8 @@ def test_sample_manifest_is_stratified_and_deterministic(tmp_path):
     first = sample_manifest(manifest, {"train": 10, "test": 4}, seed=0)
     content = first.read_bytes()
     assert sample_manifest(manifest, {"train": 10, "test": 4}, seed=0).read_bytes() == content
-    rows = list(csv.DictReader(open(first)))
+    with open(first, newline="") as handle:
+        rows = list(csv.DictReader(handle))
     counts = {(r["split"], r["label"]): 0 for r in rows}
     for r in rows:
         counts[(r["split"], r["label"])] += 1

@@ -1,0 +1,84 @@
+"""The main job end to end: ``dfpipe demo --quick`` through the real CLI, Prefect and Dask.
+
+One uninterrupted run, and one killed mid-training then re-run; both must end with the
+same metric tables. Slow (several minutes on 2 cores): marked, and run in CI.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+pytestmark = pytest.mark.slow
+
+DFPIPE = [str(Path(sys.executable).parent / "dfpipe")]
+COMPARED = ("leaderboard", "training_dynamics", "threshold_metrics", "score_metrics", "polished_gap",
+            "ablation_matrix", "model_size")
+"""Metric tables that must be identical after kill-and-resume (none holds a timing)."""
+
+
+def _demo(lake: Path, **popen: object) -> subprocess.Popen[str]:
+    return subprocess.Popen([*DFPIPE, "demo", "--quick", "--lake", str(lake), "--workers", "2"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True, **popen)
+
+
+def _table(lake: Path, name: str) -> list[dict]:
+    rows = pq.read_table(lake / "metrics" / f"{name}.parquet").to_pylist()
+    return sorted(rows, key=repr)
+
+
+@pytest.fixture(scope="module")
+def demo_lake(tmp_path_factory, demo_corpus_small):
+    lake = tmp_path_factory.mktemp("demo") / "lake"
+    process = _demo(lake)
+    output, _ = process.communicate(timeout=1500)
+    assert process.returncode == 0, output[-4000:]
+    return lake, output
+
+
+def test_demo_quick_runs_to_the_report(demo_lake):
+    lake, output = demo_lake
+    assert "leaderboard" in output and f"report: {lake}/report/index.html" in output
+    board = _table(lake, "leaderboard")
+    assert {(r["arch"], r["train_condition"]) for r in board} == {
+        ("mel-cnn", "flac"), ("mel-cnn", "corrupt+mp3_64k"),
+        ("mel-multiscale", "flac"), ("mel-multiscale", "corrupt+mp3_64k")}
+    assert all(r["ood_accuracy"] is not None and r["test_accuracy"] is not None for r in board)
+    # predictions: one row per clip per epoch per dataset, for every run.
+    predictions = pq.read_table(lake / "predictions").group_by(["run_id", "epoch", "dataset"]).aggregate(
+        [("clip_id", "count"), ("clip_id", "count_distinct")]).to_pylist()
+    assert len(predictions) == 4 * 2 * 4  # runs x epochs x (val, test, ood, test_polished)
+    assert all(r["clip_id_count"] == r["clip_id_count_distinct"] for r in predictions)
+    page = (lake / "report" / "index.html").read_text()
+    for figure in ("accuracy_test_vs_ood", "ood_precision_recall", "training_curves", "polished_gap",
+                   "model_size"):
+        assert (lake / "report" / f"{figure}.png").stat().st_size > 5_000
+        assert f"({figure}.png)" in page
+    assert page.count("data:image/png;base64,") >= 5
+
+
+def test_killed_demo_resumes_to_the_same_metric_tables(demo_lake, tmp_path):
+    reference, _ = demo_lake
+    lake = tmp_path / "lake"
+    process = _demo(lake)
+    deadline = time.monotonic() + 1200
+    # Kill the whole process tree once training has committed its first epoch.
+    while not list(lake.glob("epochs/**/*.parquet")):
+        if process.poll() is not None or time.monotonic() > deadline:
+            pytest.fail(f"the demo ended before it could be killed: {process.communicate()[0][-3000:]}")
+        time.sleep(0.5)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    resumed = _demo(lake)
+    output, _ = resumed.communicate(timeout=1500)
+    assert resumed.returncode == 0, output[-4000:]
+    for name in COMPARED:
+        assert _table(lake, name) == _table(reference, name), name
