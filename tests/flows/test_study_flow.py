@@ -16,6 +16,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from dfpipe.lake import Lake
+
 pytestmark = pytest.mark.slow
 
 DFPIPE = [str(Path(sys.executable).parent / "dfpipe")]
@@ -53,7 +55,7 @@ def test_demo_quick_runs_to_the_report(demo_lake):
         ("mel-multiscale", "flac"), ("mel-multiscale", "corrupt+mp3_64k")}
     assert all(r["ood_accuracy"] is not None and r["test_accuracy"] is not None for r in board)
     # predictions: one row per clip per epoch per dataset, for every run.
-    predictions = pq.read_table(lake / "predictions").group_by(["run_id", "epoch", "dataset"]).aggregate(
+    predictions = Lake(str(lake)).read("predictions").group_by(["run_id", "epoch", "dataset"]).aggregate(
         [("clip_id", "count"), ("clip_id", "count_distinct")]).to_pylist()
     assert len(predictions) == 4 * 2 * 4  # runs x epochs x (val, test, ood, test_polished)
     assert all(r["clip_id_count"] == r["clip_id_count_distinct"] for r in predictions)
