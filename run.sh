@@ -42,6 +42,7 @@ ensure_venv() {
 
 export PREFECT_SERVER_ANALYTICS_ENABLED=false
 export PREFECT_HOME="${PREFECT_HOME:-$PWD/.cache/prefect}"
+mkdir -p "$PREFECT_HOME"  # Prefect creates its home folder but not the parents
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 
 cmd="${1:-help}"; shift || true
