@@ -59,8 +59,8 @@ def write_report(lake_uri: str, out_dir: str | Path, *, title: str = "dfpipe stu
     figures = [
         _accuracy_bars(tables["run_results"]),
         _precision_recall(tables["run_results"]),
-        _training_curves(dynamics),
-        _polished_gap(tables["polished_gap"]),
+        _training_curves(dynamics, tables["run_results"]),
+        _polished_gap(tables["polished_gap"], tables["run_results"]),
         _model_size(tables["model_size"]),
         *_diagnostics(con),
     ]
@@ -106,25 +106,28 @@ def _precision_recall(runs: pa.Table) -> Figure:
     return _figure("ood_precision_recall", "Precision vs recall on the OOD set", fig)
 
 
-def _training_curves(dynamics: pa.Table) -> Figure:
+def _training_curves(dynamics: pa.Table, runs: pa.Table) -> Figure:
     panels = (("val_eer", "validation EER"), ("test_accuracy", "test accuracy"), ("ood_accuracy", "OOD accuracy"))
+    names = {r["run_id"]: f"{r['arch']} {r['train_condition']}" for r in runs.to_pylist()}
     fig, axes = plt.subplots(1, 3, figsize=(14, 4))
     rows = dynamics.to_pylist()
     for ax, (column, label) in zip(axes, panels):
-        for run_id in sorted({r["run_id"] for r in rows}):
+        for run_id in sorted({r["run_id"] for r in rows}, key=lambda run: names.get(run, run)):
             points = [(r["epoch"], r[column]) for r in rows if r["run_id"] == run_id and r[column] is not None]
             if points:
-                ax.plot(*zip(*points), marker="o", ms=3, label=run_id[:8])
+                ax.plot(*zip(*points), marker="o", ms=3, label=names.get(run_id, run_id[:8]))
         ax.set_xlabel("epoch")
+        ax.set_ylim(0, 1)
         ax.set_title(label)
     axes[0].legend(fontsize=7, title="run")
     return _figure("training_curves", "Training curves by epoch", fig)
 
 
-def _polished_gap(gaps: pa.Table) -> Figure:
+def _polished_gap(gaps: pa.Table, runs: pa.Table) -> Figure:
     fig, ax = plt.subplots(figsize=(max(6, 0.6 * gaps.num_rows + 2), 4))
     rows = [r for r in gaps.to_pylist() if r["raw_accuracy"] is not None]
-    labels = [f"{r['run_id'][:8]} e{r['epoch']}" for r in rows]
+    names = {r["run_id"]: f"{r['arch']} {r['train_condition']}" for r in runs.to_pylist()}
+    labels = [f"{names.get(r['run_id'], r['run_id'][:8])} e{r['epoch']}" for r in rows]
     x = range(len(rows))
     ax.bar([i - 0.2 for i in x], [r["raw_accuracy"] for r in rows], width=0.4, label="raw")
     ax.bar([i + 0.2 for i in x], [r["polished_accuracy"] or 0 for r in rows], width=0.4, label="polished")
