@@ -134,7 +134,10 @@ def _polished_gap(gaps: pa.Table, runs: pa.Table) -> Figure:
     ax.set_xticks(list(x), labels, rotation=90, fontsize=6)
     ax.set_ylim(0, 1)
     ax.set_ylabel("accuracy")
-    ax.legend()
+    if rows:
+        ax.legend()
+    else:
+        ax.text(0.5, 0.5, "no dataset X with a polished twin X_polished", ha="center", transform=ax.transAxes)
     return _figure("polished_gap", "Raw vs polished accuracy, same run and epoch", fig)
 
 
