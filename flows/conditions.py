@@ -9,24 +9,10 @@ from __future__ import annotations
 
 from prefect import flow, task, unmapped
 from prefect.cache_policies import NO_CACHE
-from prefect.futures import PrefectFuture, as_completed
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from dfpipe.conditions import ConditionShard, StageSummary, condition_shard, plan_conditions
 from dfpipe.config import ConditionsConfig, DaskConfig
-from flows._common import dask_task_runner
-
-
-def collect(futures: list[PrefectFuture[StageSummary]], description: str, show_progress: bool) -> StageSummary:
-    """Sum shard summaries as they complete, with a progress bar (shared by the features flow)."""
-    total = StageSummary()
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with Progress(*columns, disable=not show_progress) as progress:
-        bar = progress.add_task(description, total=len(futures))
-        for future in as_completed(futures):
-            total = total + future.result()
-            progress.advance(bar)
-    return total
+from flows._common import collect, dask_task_runner
 
 
 # Retries cover worker loss and flaky storage; clips ffmpeg cannot handle never raise (they

@@ -12,8 +12,7 @@ from prefect.cache_policies import NO_CACHE
 from dfpipe.conditions import StageSummary
 from dfpipe.config import DaskConfig, FeaturesConfig
 from dfpipe.features import FeatureShard, feature_shard, plan_features
-from flows._common import dask_task_runner
-from flows.conditions import collect
+from flows._common import collect, dask_task_runner
 
 
 @task(retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
