@@ -24,13 +24,19 @@ EVALS = {"test": "demo@test"}
 
 
 @pytest.fixture(scope="module")
-def demo_lake(demo_corpus_small, tmp_path_factory):
-    """The small demo corpus ingested, with raw-condition features."""
+def untrained_lake(demo_corpus_small, tmp_path_factory):
+    """The small demo corpus ingested, with raw-condition features; never trained in."""
     root = str(tmp_path_factory.mktemp("lake"))
     config = IngestConfig()
     ingest(root, "demo", corpus_entries("csv", demo_corpus_small, config), config)
     run_features(root, "demo", "raw", FeaturesConfig())
     return root
+
+
+@pytest.fixture
+def demo_lake(untrained_lake, tmp_path):
+    """A private copy per test: a run trained by one test must not be 'already done' in another."""
+    return shutil.copytree(untrained_lake, str(tmp_path / "lake"))
 
 
 def _predictions(lake: str, run_id: str) -> list[tuple]:
@@ -68,10 +74,10 @@ def test_mel_models_learn_and_write_every_epoch(demo_lake, arch):
 
 
 @pytest.mark.slow
-def test_a_killed_run_resumes_to_the_same_tables(demo_lake, tmp_path):
+def test_a_killed_run_resumes_to_the_same_tables(untrained_lake, tmp_path):
     whole, killed = str(tmp_path / "whole"), str(tmp_path / "killed")
-    shutil.copytree(demo_lake, whole)
-    shutil.copytree(demo_lake, killed)
+    shutil.copytree(untrained_lake, whole)
+    shutil.copytree(untrained_lake, killed)
     reference = train(QUICK, whole, arch="mel-cnn", train_data="demo", eval_data=EVALS, log=lambda line: None)
 
     # The child dies by SIGKILL right after epoch 1 is committed (the log line follows the
