@@ -1,6 +1,6 @@
 """Condition stage throughput: dfpipe vs a shell loop of ffmpeg vs an in-process encode loop.
 
-    .venv/bin/python benchmarks/bench_conditions.py [--quick] [--condition mp3_128k]
+    .venv/bin/python benchmarks/bench_conditions.py [--quick | --clips N] [--condition mp3_128k]
 
 All numbers come from one process run on the same espeak-ng clips (3-5 s, 22.05 kHz WAV),
 each converted to 16 kHz mono in the given condition:
@@ -37,9 +37,10 @@ from dfpipe.executors import dask_client
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="24 clips instead of 96")
+    parser.add_argument("--clips", type=int, default=96, help="clips to convert (default 96)")
     parser.add_argument("--condition", default="mp3_128k", help="a single-codec condition: flac, mp3_<N>k, ...")
     args = parser.parse_args()
-    n = 24 if args.quick else 96
+    n = 24 if args.quick else args.clips
     step = parse_condition(args.condition)
     if len(step) != 1 or step[0].kind != "codec":
         parser.error("--condition must be one codec step (flac, mp3_128k, opus_32k, aac_64k)")

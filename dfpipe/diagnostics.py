@@ -647,13 +647,24 @@ def plot_hessian_summary(summary: TraceSummary, per_clip: Sequence[float] | np.n
     axis.axvspan(summary.mean - summary.std, summary.mean + summary.std, color="#9ecae1", alpha=0.5,
                  label="mean ± std")
     axis.scatter(values, jitter, s=12, color="#4a4a4a", alpha=0.6, label=f"per-clip trace (n={values.size})")
-    for value, name, style in ((summary.min, "min", ":"), (summary.median, "median", "--"),
-                               (summary.mean, "mean", "-"), (summary.max, "max", ":")):
+    # callouts at staggered heights: min, median and mean often sit within a few pixels
+    for height, (value, name, style) in zip((0.3, 0.55, 0.8, 0.3), ((summary.min, "min", ":"),
+                                                                    (summary.median, "median", "--"),
+                                                                    (summary.mean, "mean", "-"),
+                                                                    (summary.max, "max", ":"))):
         axis.axvline(value, color="#08519c", linestyle=style, linewidth=1.5)
-        axis.text(value, 0.42, f"{name}\n{value:,.4g}", ha="center", va="bottom", fontsize=8)
-    axis.set_ylim(-0.5, 0.75)
+        axis.text(value, height, f"{name} {value:,.4g}", ha="center", va="bottom", fontsize=8,
+                  bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.8, "pad": 1})
+    magnitudes = np.abs(values[values != 0])
+    heavy_tailed = magnitudes.size > 1 and magnitudes.max() > 100 * np.median(magnitudes)
+    if heavy_tailed:  # per-clip traces often span decades: a linear axis hides all but the tail
+        axis.set_xscale("symlog", linthresh=float(np.percentile(magnitudes, 5)))
+        # the clips set the view; mean - std may reach far below them (the band is cut there)
+        axis.set_xlim(min(1.5 * summary.min, 0.0), 2 * max(summary.max, 0.0) or None)
+    axis.set_ylim(-0.5, 1.05)
     axis.set_yticks([])
-    axis.set_xlabel(f"Hutchinson trace per clip ({summary.draws} Rademacher draws each)")
+    axis.set_xlabel(f"Hutchinson trace per clip ({summary.draws} Rademacher draws each)"
+                    + (", symmetric log scale" if heavy_tailed else ""))
     axis.legend(loc="lower right", fontsize=8)
     figure.suptitle(f"Hessian trace: mean {summary.mean:,.2f} · std {summary.std:,.2f} · "
                     f"mean loss {summary.mean_loss:.4f}", fontsize=11)
@@ -1006,16 +1017,20 @@ def _full_precision() -> Iterator[None]:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
 
 
+def stored_trace_summary(metrics: dict[str, float], band: str, clips: int) -> TraceSummary:
+    """The :class:`TraceSummary` of a committed result: ``metrics`` are its whole-model
+    ``diagnostics_summary`` values by metric name, ``band`` the ``trace_per_param`` detail."""
+    return TraceSummary(
+        mean=metrics["hessian_trace_mean"], std=metrics["hessian_trace_std"], min=metrics["hessian_trace_min"],
+        max=metrics["hessian_trace_max"], median=metrics["hessian_trace_median"],
+        trace_per_param=metrics["trace_per_param"], band=band, mean_loss=metrics["holdout_loss"], clips=clips,
+        draws=int(metrics["hessian_draws"]), trainable_params=int(metrics["trainable_params"]),
+    )
+
+
 def hessian_figure(lake_uri: str, result: DiagnoseSummary, path: str) -> str:
     """Draw :func:`plot_hessian_summary` for a :func:`diagnose` result, from its committed rows."""
     lake = Lake(lake_uri)
     with lake.fs.open(lake.shard_path("diagnostics_hessian", result.shard, {"run_id": result.run_id}), "rb") as f:
         traces = pq.read_table(f, columns=["trace"]).column("trace").to_numpy()
-    m = result.metrics
-    summary = TraceSummary(
-        mean=m["hessian_trace_mean"], std=m["hessian_trace_std"], min=m["hessian_trace_min"],
-        max=m["hessian_trace_max"], median=m["hessian_trace_median"], trace_per_param=m["trace_per_param"],
-        band=result.band, mean_loss=m["holdout_loss"], clips=len(traces), draws=int(m["hessian_draws"]),
-        trainable_params=int(m["trainable_params"]),
-    )
-    return plot_hessian_summary(summary, traces, path)
+    return plot_hessian_summary(stored_trace_summary(result.metrics, result.band, len(traces)), traces, path)

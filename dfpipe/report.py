@@ -34,7 +34,9 @@ _TABLES = {
     "polished_gap": "Polished vs raw audio, same run and epoch",
     "model_size": "Model size vs OOD performance",
     "run_results": "Held-out test and OOD metrics per run (reported epoch)",
+    "diagnostics_report": "Loss-landscape diagnostics (dfpipe diagnose): the study's table and the complementary checks",
 }
+_SHOWN_WHEN_NOT_EMPTY = {"diagnostics_report"}
 _FLOAT_DIGITS = 4
 
 
@@ -55,6 +57,7 @@ def write_report(lake_uri: str, out_dir: str | Path, *, title: str = "dfpipe stu
     con = lake.connect()
     attach_metrics(con, lake)
     tables = {name: con.sql(f"select * from {name}").to_arrow_table() for name in _TABLES}  # names are ours
+    tables = {name: table for name, table in tables.items() if table.num_rows or name not in _SHOWN_WHEN_NOT_EMPTY}
     dynamics = con.sql("select * from training_dynamics").to_arrow_table()
     figures = [
         _accuracy_bars(tables["run_results"]),
@@ -156,17 +159,23 @@ def _model_size(sizes: pa.Table) -> Figure:
 
 def _diagnostics(con: object) -> list[Figure]:
     """The Hessian-trace figure of each ``dfpipe diagnose`` result, when there are any."""
-    from dfpipe.diagnostics import plot_hessian_summary
+    from dfpipe.diagnostics import plot_hessian_summary, stored_trace_summary
 
-    ids = [row[0] for row in con.execute("select distinct diagnostics_id from diagnostics_summary").fetchall()]
+    results = con.execute(
+        "select diagnostics_id, any_value(run_id), any_value(epoch) from diagnostics_summary "
+        "group by all order by all").fetchall()
     figures = []
-    for diagnostics_id in ids:
-        summary = con.sql("select * from diagnostics_summary where diagnostics_id = ?", params=[diagnostics_id]).to_arrow_table()
-        per_clip = con.sql("select * from diagnostics_hessian where diagnostics_id = ?", params=[diagnostics_id]).to_arrow_table()
+    for diagnostics_id, run_id, epoch in results:
+        rows = con.execute("select metric, value, detail from diagnostics_summary "
+                           "where diagnostics_id = ? and layer is null", [diagnostics_id]).fetchall()
+        traces = [trace for (trace,) in con.execute(
+            "select trace from diagnostics_hessian where diagnostics_id = ?", [diagnostics_id]).fetchall()]
+        band = next(detail for metric, _, detail in rows if metric == "trace_per_param")
+        summary = stored_trace_summary({metric: value for metric, value, _ in rows}, band, len(traces))
         buffer = io.BytesIO()
-        plot_hessian_summary(summary, per_clip, buffer)
-        figures.append(Figure(f"hessian_{diagnostics_id[:8]}", f"Loss-landscape sharpness ({diagnostics_id[:8]})",
-                              buffer.getvalue()))
+        plot_hessian_summary(summary, traces, buffer)
+        figures.append(Figure(f"hessian_{diagnostics_id[:8]}",
+                              f"Loss-landscape sharpness: run {run_id[:8]} epoch {epoch}", buffer.getvalue()))
     return figures
 
 
@@ -203,8 +212,8 @@ def _page(title: str, figures: list[Figure], tables: dict[str, pa.Table]) -> str
         for f in figures
     )
     table_html = "".join(
-        f"<h2>{html.escape(caption)}</h2><p class=src>sql/{name}.sql</p>{_html_table(tables[name])}"
-        for name, caption in _TABLES.items()
+        f"<h2>{html.escape(caption)}</h2><p class=src>sql/{name}.sql</p><div class=wide>{_html_table(tables[name])}</div>"
+        for name, caption in _TABLES.items() if name in tables
     )
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
@@ -215,6 +224,7 @@ img {{ max-width: 100%; border: 1px solid #ddd; }}
 table {{ border-collapse: collapse; font-size: 12px; margin-bottom: 1.5em; }}
 th, td {{ border: 1px solid #ccc; padding: 2px 6px; }} th {{ background: #f3f3f3; }}
 td.num {{ text-align: right; font-variant-numeric: tabular-nums; }} td.null {{ color: #aaa; }}
+div.wide {{ overflow-x: auto; }}  /* wide tables scroll instead of running off the page */
 p.src {{ color: #777; margin: -0.6em 0 0.4em; font-size: 12px; }}
 </style></head><body>
 <h1>{html.escape(title)}</h1>

@@ -350,10 +350,25 @@ def test_diagnose_cli_prints_the_study_table_and_draws_the_figure(trained_lake, 
     for label, _ in dg.SPEC_TABLE + dg.COMPLEMENTARY_TABLE:
         assert label.split(" (")[0] in result.output
     assert "diagnostics written" in result.output and figure.stat().st_size > 10_000
+    assert "hessian trace: 4/4" in result.output  # no terminal: progress as log lines
     again = CliRunner().invoke(main, args)
     assert "already in the lake" in again.output
     bad = CliRunner().invoke(main, ["diagnose", "--lake", lake_uri, "--run", "nosuchrun"])
     assert bad.exit_code != 0 and "is not in" in bad.output
+
+
+def test_the_report_shows_each_diagnose_result(trained_lake, tmp_path):
+    from dfpipe.metrics import compute_metrics
+    from dfpipe.report import write_report
+
+    lake_uri, run_id = trained_lake
+    result = dg.diagnose(lake_uri, run_id, config=DiagnosticsConfig(per_class=2, draws=1, directions=1,
+                                                                     scales=(1e-3,), seed=11))
+    compute_metrics(lake_uri)
+    page = write_report(lake_uri, tmp_path / "report").read_text()
+    figure = tmp_path / "report" / f"hessian_{result.shard[:8]}.png"
+    assert figure.stat().st_size > 10_000 and f"run {run_id[:8]} epoch {result.epoch}" in page
+    assert "sql/diagnostics_report.sql" in page and result.shard in page
 
 
 @pytest.mark.slow

@@ -54,11 +54,17 @@ def diagnose(lake: str, run_id: str, epoch: int | None, holdout: str | None, per
     started = time.perf_counter()
     with Progress(transient=True) as bar:
         tasks: dict[str, int] = {}
+        logged: dict[str, int] = {}
 
         def progress(phase: str, done: int, total: int) -> None:
             if phase not in tasks:
                 tasks[phase] = bar.add_task(phase, total=total)
             bar.update(tasks[phase], completed=done, total=total)
+            if not bar.console.is_terminal:  # no live bar in logs: a line per tenth instead
+                tenth = done * 10 // max(total, 1)
+                if tenth > logged.get(phase, -1):
+                    logged[phase] = tenth
+                    click.echo(f"{phase}: {done}/{total} ({time.perf_counter() - started:.0f} s)", err=True)
 
         result = run_diagnose(Lake(lake).uri, run_id, epoch, holdout, config, overwrite=overwrite,
                               progress=progress)

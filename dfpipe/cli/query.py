@@ -14,8 +14,9 @@ from dfpipe.lake import Lake
 @click.command()
 @lake_option
 @click.option(
-    "--format", "output_format", type=click.Choice(["table", "csv", "json"]), default="table",
-    show_default=True, help="How to print the result.",
+    "--format", "output_format", type=click.Choice(["table", "line", "csv", "json"]), default="table",
+    show_default=True, help="How to print the result; 'line' prints one 'column: value' line per field "
+    "(what 'table' falls back to when the columns cannot fit the terminal).",
 )
 @click.argument("sql")
 @friendly_errors
@@ -56,8 +57,19 @@ def query(lake: str, output_format: str, sql: str) -> None:
         from rich.console import Console
         from rich.table import Table
 
-        table = Table(*names)
-        for row in rows:
-            table.add_row(*("NULL" if v is None else f"{v:.6g}" if isinstance(v, float) else str(v) for v in row))
-        Console().print(table)
+        console = Console()
+        cells = [["NULL" if v is None else f"{v:.6g}" if isinstance(v, float) else str(v) for v in row]
+                 for row in rows]
+        # below ~8 characters a column shows nothing readable: print records instead
+        if output_format == "line" or len(names) * 8 > console.width:
+            width = max(len(name) for name in names)
+            for number, row in enumerate(cells, 1):
+                click.echo(f"-- row {number}")
+                for name, value in zip(names, row):
+                    click.echo(f"{name:>{width}}: {value}")
+        else:
+            table = Table(*names)
+            for row in cells:
+                table.add_row(*row)
+            console.print(table)
         click.echo(f"{len(rows)} row(s)", err=True)

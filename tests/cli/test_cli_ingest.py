@@ -31,6 +31,9 @@ def test_dfpipe_ingest_then_query(prefect_server, tmp_path):
                                  "select label, count(*) as n from clips group by 1 order by 1"])
     assert query.exit_code == 0, query.output
     assert json.loads(query.output) == [{"label": "bonafide", "n": 1}, {"label": "spoof", "n": 2}]
+    # too many columns for the (80-column) terminal: one 'column: value' line per field
+    wide = runner.invoke(main, ["query", "--lake", lake, "select * from clips order by clip_id limit 1"])
+    assert wide.exit_code == 0 and "-- row 1" in wide.output and " label: " in wide.output
 
     again = runner.invoke(main, args)
     assert again.exit_code == 0 and "0 clips and 0 rejects added" in again.output and "6 inputs already" in again.output
