@@ -25,17 +25,7 @@ scores as (
 
 cells as (
     select
-        run_id,
-        epoch,
-        dataset,
-        is_spoof,
-        condition,
-        corpus,
-        source_codec,
-        language,
-        speaker,
-        generator,
-        family,
+        *,
         row_number() over () as cell_id,
     from (
         select distinct
@@ -126,19 +116,9 @@ keyed as (
                 memberships.grouping,
                 memberships.group_value
         ) as group_id,
-        cells.run_id,
-        cells.epoch,
-        cells.dataset,
         memberships.grouping,
         memberships.group_value,
-        cells.is_spoof,
-        cells.condition,
-        cells.corpus,
-        cells.source_codec,
-        cells.language,
-        cells.speaker,
-        cells.generator,
-        cells.family,
+        cells.* exclude (cell_id),
     from memberships
     inner join cells on memberships.cell_id = cells.cell_id
 )
