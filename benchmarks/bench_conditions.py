@@ -31,7 +31,7 @@ from _clips import copy_clips, make_corpus
 from dfpipe.audio_io import decode
 from dfpipe.conditions import encode, parse_condition, run_conditions
 from dfpipe.config import ConditionsConfig, DaskConfig
-from dfpipe.executors import dask_client
+from dfpipe.flows._common import dask_client
 
 
 def main() -> None:

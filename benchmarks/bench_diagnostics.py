@@ -25,8 +25,8 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from dfpipe import diagnostics as dg
 from dfpipe.config import MelCNNConfig
+from dfpipe.diagnostics import landscape as dg
 from dfpipe.models import Batch, build_model
 
 

@@ -29,7 +29,7 @@ from dfpipe.frontend import load_clip
 
 
 def direct_torchaudio(waves: torch.Tensor, config: FeaturesConfig) -> None:
-    """The SPEC recipe straight from torchaudio.transforms (one clip's dB floor per sample)."""
+    """The study's recipe straight from torchaudio.transforms (one clip's dB floor per sample)."""
     c = config.frontend
     mel = torchaudio.transforms.MelSpectrogram(c.audio.sample_rate, n_fft=c.n_fft, hop_length=c.hop_length,
                                                f_min=c.f_min, f_max=c.f_max, n_mels=c.n_mels)

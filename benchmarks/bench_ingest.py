@@ -28,7 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from dfpipe.config import DaskConfig, IngestConfig
-from dfpipe.executors import dask_client
+from dfpipe.flows._common import dask_client
 from dfpipe.ingest import corpus_entries, ingest
 from dfpipe.lake import Lake
 

@@ -70,6 +70,8 @@ def make_lake(root: Path, rows: int) -> None:
     lake.write_shard("runs", pa.table({
         "run_id": RUNS, "arch": ["mel_cnn", "mel_cnn", "mel_aasist", "mel_aasist"],
         "train_corpus": ["asv5"] * 4, "train_condition": ["flac", "mp3_128k", "flac", "corrupt+mp3_128k"],
+        # as `dfpipe train` records them (dfpipe.conditions.grammar.describe_condition)
+        "codec": ["flac", "mp3_128k", "flac", "mp3_128k"], "corruption": [None, None, None, "corrupt"],
         "seed": [0] * 4, "epochs_planned": [1] * 4, "params": [400_000, 400_000, 2_000_000, 2_000_000],
         "trainable_params": [400_000, 400_000, 2_000_000, 2_000_000],
         "checkpoint_bytes": [435_000, 435_000, 2_200_000, 2_200_000], "device": ["cpu"] * 4,

@@ -5,7 +5,7 @@
 Makes N short real audio files (FLAC, 2-6 s of band-limited noise and tones, written with
 soundfile), then measures in this one process run:
 
-- decode alone: :func:`dfpipe.score.decode_files` over every file (files/s);
+- decode alone: :func:`dfpipe.archive_scoring.decode_files` over every file (files/s);
 - model alone: Mel-CNN (features + model) on the pre-decoded centre crops and windows;
 - score-archive end to end (decode + windows + features + model + Parquet parts).
 
@@ -31,10 +31,10 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from dfpipe import checkpoints
+from dfpipe.archive_scoring import Inference, clip_rows, decode_files, score_archive
 from dfpipe.config import FrontendConfig, ScoreConfig
 from dfpipe.devices import select_device
 from dfpipe.models import build_model, config_to_dict
-from dfpipe.score import Inference, clip_rows, decode_files, score_archive
 
 
 def make_files(folder: str, n: int, seed: int = 0) -> float:
@@ -53,7 +53,7 @@ def make_files(folder: str, n: int, seed: int = 0) -> float:
 
 def peak_rss_mb(folder: str, checkpoint: str, out: str) -> float:
     """Peak RSS (MB) of a child process that scores ``folder``."""
-    script = (f"import resource, sys; sys.path.insert(0, {os.path.dirname(os.path.dirname(os.path.abspath(__file__)))!r}); from dfpipe.score import score_archive; "
+    script = (f"import resource, sys; sys.path.insert(0, {os.path.dirname(os.path.dirname(os.path.abspath(__file__)))!r}); from dfpipe.archive_scoring import score_archive; "
               f"score_archive([{folder!r}], {checkpoint!r}, {out!r}, progress=False, log=lambda m: None); "
               "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
     result = subprocess.run([sys.executable, "-c", script], check=True, capture_output=True, text=True)

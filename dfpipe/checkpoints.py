@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import io
 import os
-import uuid
 from typing import Any
 
 import fsspec
 import torch
 
 from dfpipe.errors import DfpipeError
+from dfpipe.lake import atomic_write
 from dfpipe.models import Detector, build_model, config_from_dict, config_to_dict
 
 
@@ -34,16 +34,19 @@ def to_bytes(payload: dict[str, Any]) -> bytes:
 def save(payload: dict[str, Any], uri: str) -> int:
     """Write ``payload`` to ``uri`` (path or fsspec URL) atomically; returns its size in bytes.
 
-    The bytes go to a temporary name in the same folder, then are renamed into place, so a
-    killed writer never leaves a truncated checkpoint under the final name.
+    The bytes go to a temporary name in the same folder, then are renamed into place
+    (:func:`dfpipe.lake.atomic_write`), so a killed writer never leaves a truncated
+    checkpoint under the final name.
     """
     data = to_bytes(payload)
     fs, path = fsspec.core.url_to_fs(uri)
     fs.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = f"{path}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    with fs.open(tmp, "wb") as sink:
-        sink.write(data)
-    fs.mv(tmp, path)
+
+    def write(tmp: str) -> None:
+        with fs.open(tmp, "wb") as sink:
+            sink.write(data)
+
+    atomic_write(path, write, fs)
     return len(data)
 
 

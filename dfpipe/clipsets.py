@@ -12,7 +12,7 @@ Examples: ``demo`` (= ``demo:raw@train`` for training), ``asv5:mp3_128k@eval``,
 ``itw:flac@*``.
 
 Features come in Arrow record batches through
-:func:`dfpipe.features.iter_feature_batches` (decoded column-wise, no loop over rows) and
+:func:`dfpipe.feature_table.iter_feature_batches` (decoded column-wise, no loop over rows) and
 are kept as float16; only waveforms (WavLM models) are decoded per clip, from
 ``audio.audio_bytes`` (or the source file for the ``raw`` condition).
 Memory: ~154 KB per clip for mel (float16), ~36 KB for LFCC, ~192 KB for a waveform (float32).
@@ -28,13 +28,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import torch
 
-from dfpipe.conditions import RAW, read_source
-from dfpipe.config import FrontendConfig
+from dfpipe.config import RAW_CONDITION, FrontendConfig
 from dfpipe.errors import ConfigError, DfpipeError, RejectedInput
-from dfpipe.features import iter_feature_batches
+from dfpipe.feature_table import iter_feature_batches
 from dfpipe.frontend import load_clip
-from dfpipe.lake import Lake, check_name
+from dfpipe.lake import Lake, check_name, stable_id
 from dfpipe.models import Batch
+from dfpipe.stage_kit import read_source
 
 ALL_SPLITS = "*"
 GROUPING = ("split", "generator", "family", "speaker", "language", "source_codec")
@@ -43,11 +43,23 @@ GROUPING = ("split", "generator", "family", "speaker", "language", "source_codec
 
 @dataclass(frozen=True)
 class DataSpec:
-    """A parsed ``CORPUS[:CONDITION][@SPLIT]`` (``split`` None = every clip)."""
+    """What a run trains on or is scored on: ``CORPUS[:CONDITION][@SPLIT]`` (``split`` None =
+    every clip). The one data-spec type: the CLI parses text into it (:meth:`parse`), a study
+    builds it from its sets (:meth:`dfpipe.study.DataSetSpec.to_data_spec`), and the trainer,
+    scoring and the flows take it as it is.
+
+    Raises:
+        DfpipeError: an unsafe corpus or split name (constructing one checks them).
+    """
 
     corpus: str
     condition: str
     split: str | None
+
+    def __post_init__(self) -> None:
+        check_name("corpus", self.corpus)
+        if self.split is not None:
+            check_name("split", self.split)
 
     @classmethod
     def parse(cls, text: str, *, default_condition: str, default_split: str | None) -> DataSpec:
@@ -60,13 +72,20 @@ class DataSpec:
         corpus, _, condition = body.partition(":")
         try:
             spec = cls(
-                corpus=check_name("corpus", corpus),
+                corpus=corpus,
                 condition=condition or default_condition,
-                split=(None if split == ALL_SPLITS else check_name("split", split)) if split else default_split,
+                split=(None if split == ALL_SPLITS else split) if split else default_split,
             )
         except DfpipeError as exc:
             raise ConfigError(f"bad data spec {text!r} (CORPUS[:CONDITION][@SPLIT]): {exc}") from exc
         return spec
+
+    @classmethod
+    def coerce(cls, data: DataSpec | str, *, default_condition: str, default_split: str | None) -> DataSpec:
+        """``data`` itself, or the text parsed with these defaults (:meth:`parse`)."""
+        if isinstance(data, cls):
+            return data
+        return cls.parse(data, default_condition=default_condition, default_split=default_split)
 
     def __str__(self) -> str:
         return f"{self.corpus}:{self.condition}@{self.split or ALL_SPLITS}"
@@ -109,11 +128,16 @@ class ClipSet:
         return Batch(**inputs), torch.from_numpy(self.labels[index])
 
 
-def load_clip_set(lake: Lake, spec: DataSpec, needs: Collection[str], frontend: FrontendConfig) -> ClipSet:
+def load_clip_set(lake: Lake, spec: DataSpec, needs: Collection[str], frontend: FrontendConfig, *,
+                  clip_ids: Collection[str] | None = None) -> ClipSet:
     """Read the clips of ``spec`` with the inputs in ``needs`` (``mel``, ``lfcc``, ``waveform``).
 
     Clips whose condition has no audio/features row (rejected by an earlier stage, where
     the ``rejects`` table says why) are left out.
+
+    Args:
+        clip_ids: only these clips of the spec (a sample drawn by the caller); ``None``: all.
+            Only their inputs are read (features filtered in the scan, waveforms decoded).
 
     Raises:
         DfpipeError: no clip of the spec has its inputs, saying which stage to run.
@@ -121,6 +145,8 @@ def load_clip_set(lake: Lake, spec: DataSpec, needs: Collection[str], frontend: 
     clip_filter = pc.field("corpus") == spec.corpus
     if spec.split is not None:
         clip_filter &= pc.field("split") == spec.split
+    if clip_ids is not None:
+        clip_filter &= pc.field("clip_id").isin(list(clip_ids))
     meta = lake.read("clips", columns=["clip_id", "corpus", "label", *GROUPING], filter=clip_filter)
     if meta.num_rows == 0:
         raise DfpipeError(f"{spec}: no clips in the lake (run `dfpipe ingest --corpus {spec.corpus}` "
@@ -129,7 +155,8 @@ def load_clip_set(lake: Lake, spec: DataSpec, needs: Collection[str], frontend: 
     arrays: dict[str, np.ndarray] = {}
     feature_inputs = [name for name in ("mel", "lfcc") if name in needs]
     if feature_inputs:
-        present, found = _read_features(lake, spec, frontend, feature_inputs, meta.column("clip_id"))
+        present, found = _read_features(lake, spec, frontend, feature_inputs, meta.column("clip_id"),
+                                        only=clip_ids is not None)
         meta, arrays = meta.filter(present), found
     if "waveform" in needs:
         present, waves = _read_waveforms(lake, spec, frontend, meta.column("clip_id"))
@@ -146,12 +173,14 @@ def load_clip_set(lake: Lake, spec: DataSpec, needs: Collection[str], frontend: 
 
 
 def _read_features(lake: Lake, spec: DataSpec, frontend: FrontendConfig, inputs: list[str],
-                   clip_ids: pa.ChunkedArray) -> tuple[pa.ChunkedArray, dict[str, np.ndarray]]:
+                   clip_ids: pa.ChunkedArray, only: bool = False) -> tuple[pa.ChunkedArray, dict[str, np.ndarray]]:
+    """The features of ``clip_ids``; ``only``: filter the scan to them (a sample, not a whole spec)."""
     shapes = {"mel": frontend.mel_shape, "lfcc": frontend.lfcc_shape}
     out = {name: np.zeros((len(clip_ids), *shapes[name]), np.float16) for name in inputs}
     position = {cid: i for i, cid in enumerate(clip_ids.to_pylist())}
     seen = np.zeros(len(clip_ids), bool)
-    for ids, mel, lfcc in iter_feature_batches(lake, spec.corpus, spec.condition, frontend=frontend):
+    for ids, mel, lfcc in iter_feature_batches(lake, spec.corpus, spec.condition, frontend=frontend,
+                                               clip_ids=list(position) if only else None):
         rows = np.array([position.get(cid, -1) for cid in ids])
         keep = rows >= 0
         for name, values in (("mel", mel), ("lfcc", lfcc)):
@@ -167,7 +196,7 @@ def _read_waveforms(lake: Lake, spec: DataSpec, frontend: FrontendConfig,
     position = {cid: i for i, cid in enumerate(clip_ids.to_pylist())}
     out = np.zeros((len(clip_ids), frontend.audio.clip_samples), np.float32)
     seen = np.zeros(len(clip_ids), bool)
-    if spec.condition == RAW:
+    if spec.condition == RAW_CONDITION:
         table, column, where = "clips", "source_uri", pc.field("corpus") == spec.corpus
     else:
         table, column = "audio", "audio_bytes"
@@ -178,8 +207,48 @@ def _read_waveforms(lake: Lake, spec: DataSpec, frontend: FrontendConfig,
             if row is None:
                 continue
             try:
-                out[row] = load_clip(read_source(value) if spec.condition == RAW else value, frontend.audio)
+                out[row] = load_clip(read_source(value) if spec.condition == RAW_CONDITION else value, frontend.audio)
             except RejectedInput:
                 continue  # an earlier stage reads the same audio and wrote the rejects row
             seen[row] = True
     return pa.chunked_array([seen]), out[seen]
+
+
+def load_balanced_clip_set(lake: Lake, spec: DataSpec, needs: Collection[str], frontend: FrontendConfig,
+                           per_class: int, seed: int) -> ClipSet:
+    """A seeded, balanced sample of ``spec``: ``per_class`` clips of each label, read by
+    :func:`load_clip_set` (only the sampled clips' inputs are read).
+
+    Only clips that have the inputs the detector needs are eligible (``features`` rows of
+    the spec's condition and front-end version for mel/LFCC detectors; waveform detectors
+    draw from every clip and lose the ones whose audio does not decode). Within a label,
+    clips are ordered by ``stable_id(seed, clip_id)`` and the first ``per_class`` taken, so
+    the draw does not depend on file order and grows monotonically with ``per_class``. A
+    label with fewer clips contributes all it has.
+
+    Returns:
+        A :class:`ClipSet` in ``clip_id`` order.
+
+    Raises:
+        DfpipeError: a label has no eligible clip (saying which stage to run), or fewer
+            than 3 clips in all.
+    """
+    where = pc.field("corpus") == spec.corpus
+    if spec.split is not None:
+        where &= pc.field("split") == spec.split
+    clips = lake.read("clips", columns=["clip_id", "label"], filter=where)
+    if set(needs) <= {"mel", "lfcc"}:
+        made = lake.read("features", columns=["clip_id"], partition={"corpus": spec.corpus},
+                         filter=(pc.field("condition") == spec.condition)
+                         & (pc.field("frontend_version") == frontend.version))
+        clips = clips.filter(pc.is_in(clips.column("clip_id"), made.column("clip_id").combine_chunks()))
+    chosen: list[str] = []
+    for label in ("spoof", "bonafide"):
+        ids = clips.filter(pc.field("label") == label).column("clip_id").to_pylist()
+        if not ids:
+            raise DfpipeError(f"{spec}: no {label} clip with inputs for this detector (ingest the corpus and "
+                              f"run `dfpipe features --corpus {spec.corpus} --condition {spec.condition}`)")
+        chosen += sorted(ids, key=lambda cid: stable_id(str(seed), cid))[:per_class]
+    if len(chosen) < 3:
+        raise DfpipeError(f"{spec}: only one clip of each label; at least 3 clips are needed")
+    return load_clip_set(lake, spec, needs, frontend, clip_ids=chosen)

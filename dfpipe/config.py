@@ -4,17 +4,20 @@ Each stage takes one of these frozen dataclasses; the CLI, the flows, the benchm
 tests read them instead of repeating literals. A bad or conflicting value fails when the
 object is built (``__post_init__``), naming the field.
 
-The numbers follow ../shared/SPEC.md (the study being reproduced); where a number is ours,
-the comment says why.
+The numbers follow the study dfpipe reproduces (docs/study.md); where a number is ours, the
+comment says why. The CLI's option defaults and help texts, the study file's unset fields and
+the tests read these classes, so a default changed here changes everywhere.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from dfpipe.errors import ConfigError
 
@@ -23,6 +26,20 @@ LABELS = ("bonafide", "spoof")
 
 SPLITS = ("train", "dev", "test", "ood", "eval")
 """Split names a corpus adapter may emit (``None`` when the corpus does not say)."""
+
+RAW_CONDITION = "raw"
+"""The condition that needs no work: features and waveforms read the ingested files as they
+are. Data specs without ``:CONDITION`` mean this one."""
+
+VAL_DATASET = "val"
+"""``predictions.dataset`` of each run's own validation split (carved from its train set), so
+no study or ``--eval`` set may take this name."""
+
+DASK_ADDRESS_ENV = "DFPIPE_DASK_ADDRESS"
+"""Environment variable naming a Dask scheduler to join (``--dask-address`` reads it too)."""
+
+LAKE_ENV = "DFPIPE_LAKE"
+"""Environment variable naming the lake root (``--lake`` reads it)."""
 
 
 def _positive(owner: str, **values: float) -> None:
@@ -90,7 +107,8 @@ class MetricsConfig:
     """Conventions of the metric SQL (``sql/``): threshold and ASVspoof 5 DCF costs."""
 
     threshold: float = 0.5
-    """P(spoof) threshold for the threshold metrics; positive class = spoof."""
+    """P(spoof) threshold for the threshold metrics; positive class = spoof. The one decision
+    rule (:func:`predicts_spoof`) reads it in SQL, training accuracy, diagnostics and the report."""
     p_spoof: float = 0.05
     c_miss: float = 1.0
     c_fa: float = 10.0
@@ -106,6 +124,20 @@ class MetricsConfig:
                   bootstrap_samples=self.bootstrap_samples)
 
 
+def spoof_logit_threshold(threshold: float = MetricsConfig.threshold) -> float:
+    """The ``spoof_logit`` at which P(spoof) = sigmoid(logit) equals ``threshold``."""
+    return math.log(threshold / (1.0 - threshold))
+
+
+def predicts_spoof(spoof_logit: Any, threshold: float = MetricsConfig.threshold) -> Any:
+    """The decision rule: spoof when P(spoof) >= ``threshold`` (ties go to spoof, as in SQL).
+
+    ``spoof_logit`` is a float, a numpy array or a torch tensor; the result has its type
+    (booleans). ``sql/threshold_metrics.sql`` applies the same rule to ``p_spoof``.
+    """
+    return spoof_logit >= spoof_logit_threshold(threshold)
+
+
 DEFAULT_LAKE = "lake"
 """Lake root when neither ``--lake`` nor ``DFPIPE_LAKE`` is given: a local folder or any
 fsspec URL (``s3://bucket/lake``)."""
@@ -118,7 +150,7 @@ def _range(owner: str, name: str, bounds: tuple[float, float], low: float, high:
 
 @dataclass(frozen=True)
 class FrontendConfig:
-    """The audio front end (``dfpipe.frontend``): log-mel + delta and LFCC, SPEC parameters.
+    """The audio front end (``dfpipe.frontend``): log-mel + delta and LFCC, the study's parameters.
 
     ``version`` (a hash of every field) keys the ``features`` table, so changing any
     parameter makes the features stage recompute instead of mixing two front ends.
@@ -402,7 +434,7 @@ class TrainConfig:
     amp: bool = True  # float16 autocast + GradScaler; only ever active on CUDA
     cpu_threads: int | None = None
     """Torch threads on the CPU; ``None``: every core (Dask workers start torch with one)."""
-    default_condition: str = "raw"  # data specs without :CONDITION: the ingested files as they are
+    default_condition: str = RAW_CONDITION  # data specs without :CONDITION: the ingested files as they are
     default_train_split: str = "train"  # train spec without @SPLIT
     eval_batch_size: int = 256
 
@@ -432,7 +464,7 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class ScoreConfig:
-    """Scoring: the lake's clips (dfpipe.score.score) and raw archives (score_archive)."""
+    """Scoring: the lake's clips (dfpipe.score.score) and raw archives (dfpipe.archive_scoring)."""
 
     batch_size: int = 64  # clips (or windows) per forward pass
     device: str = "auto"
@@ -531,7 +563,7 @@ class DemoCorpusConfig:
 
 @dataclass(frozen=True)
 class DiagnosticsConfig:
-    """Loss-landscape diagnostics of a checkpoint (``dfpipe.diagnostics``; SPEC.md).
+    """Loss-landscape diagnostics of a checkpoint (``dfpipe.diagnostics``; docs/study.md).
 
     The holdout is ``per_class`` spoof + ``per_class`` bona fide clips drawn with ``seed``;
     the train-split sample for the generalisation gap is drawn the same way.

@@ -39,6 +39,9 @@ from torch import Tensor, nn
 from dfpipe.audio_io import AudioSource, decode
 from dfpipe.config import AudioConfig, FrontendConfig
 
+_DEFAULTS = FrontendConfig()
+"""The transforms' keyword defaults come from the one front-end config (no second literal)."""
+
 # -- waveforms -------------------------------------------------------------------------
 
 
@@ -78,7 +81,7 @@ def load_clip(source: AudioSource, config: AudioConfig | None = None) -> np.ndar
     return peak_normalize(fit_length(decode(source, config.sample_rate), config.clip_samples))
 
 
-def windows(source: AudioSource, hop_s: float, config: AudioConfig | None = None
+def windows(source: AudioSource | np.ndarray, hop_s: float, config: AudioConfig | None = None
             ) -> Iterator[tuple[float, np.ndarray]]:
     """Slide clip-sized windows over long audio (for scoring long files).
 
@@ -89,7 +92,8 @@ def windows(source: AudioSource, hop_s: float, config: AudioConfig | None = None
     :func:`load_clip`, because a detector scores each window as a clip.
 
     Args:
-        source: path or encoded bytes.
+        source: path or encoded bytes, or an already decoded mono waveform at
+            ``config.sample_rate`` (so one decode can serve several readers).
         hop_s: seconds between window starts (> 0).
         config: defaults to ``AudioConfig()``.
 
@@ -103,7 +107,7 @@ def windows(source: AudioSource, hop_s: float, config: AudioConfig | None = None
     if not hop_s > 0:
         raise ValueError(f"hop_s must be > 0, got {hop_s!r}")
     config = config or AudioConfig()
-    wave = decode(source, config.sample_rate)
+    wave = source if isinstance(source, np.ndarray) else decode(source, config.sample_rate)
     size, hop = config.clip_samples, max(1, round(hop_s * config.sample_rate))
     starts = list(range(0, max(wave.shape[0] - size, 0) + 1, hop))
     if wave.shape[0] > size and starts[-1] + size < wave.shape[0]:
@@ -209,8 +213,9 @@ class LogMel(nn.Module):
     """
 
     def __init__(self, sample_rate: int, n_fft: int, hop_length: int, n_mels: int, f_min: float,
-                 f_max: float, *, power: float = 2.0, top_db: float = 80.0, amin: float = 1e-10,
-                 center: bool = True, pad_mode: str = "reflect") -> None:
+                 f_max: float, *, power: float = _DEFAULTS.power, top_db: float = _DEFAULTS.top_db,
+                 amin: float = _DEFAULTS.amin, center: bool = _DEFAULTS.center,
+                 pad_mode: str = _DEFAULTS.pad_mode) -> None:
         super().__init__()
         _check(sample_rate > 0, f"sample_rate must be > 0, got {sample_rate}")
         _check(n_fft > 0, f"n_fft must be > 0, got {n_fft}")
@@ -240,7 +245,7 @@ class PerSampleNorm(nn.Module):
         eps (float): added to the std, > 0.
     """
 
-    def __init__(self, eps: float = 1e-5) -> None:
+    def __init__(self, eps: float = _DEFAULTS.norm_eps) -> None:
         super().__init__()
         _check(eps > 0, f"eps must be > 0, got {eps}")
         self.eps = eps
@@ -256,7 +261,7 @@ class Deltas(nn.Module):
         win_length (int): odd or even, >= 3 (torchaudio's minimum).
     """
 
-    def __init__(self, win_length: int = 5) -> None:
+    def __init__(self, win_length: int = _DEFAULTS.delta_win_length) -> None:
         super().__init__()
         _check(win_length >= 3, f"win_length must be >= 3, got {win_length}")
         self.win_length = win_length
@@ -270,7 +275,7 @@ class LFCC(nn.Module):
 
     Equals ``torchaudio.transforms.LFCC(sample_rate, n_filter, f_min, f_max, n_lfcc,
     speckwargs={"n_fft", "win_length", "hop_length"})`` per clip (power spectrogram, dB with
-    ``top_db`` 80, orthonormal DCT-II).
+    the front end's ``top_db``, orthonormal DCT-II).
 
     Raises:
         ValueError: naming the first invalid argument (``n_lfcc > n_filter``, ``win_length >
@@ -278,8 +283,9 @@ class LFCC(nn.Module):
     """
 
     def __init__(self, sample_rate: int, n_fft: int, win_length: int, hop_length: int, n_filter: int,
-                 n_lfcc: int, f_min: float, f_max: float, *, top_db: float = 80.0, amin: float = 1e-10,
-                 center: bool = True, pad_mode: str = "reflect") -> None:
+                 n_lfcc: int, f_min: float, f_max: float, *, top_db: float = _DEFAULTS.top_db,
+                 amin: float = _DEFAULTS.amin, center: bool = _DEFAULTS.center,
+                 pad_mode: str = _DEFAULTS.pad_mode) -> None:
         super().__init__()
         _check(sample_rate > 0, f"sample_rate must be > 0, got {sample_rate}")
         _check(0 < win_length <= n_fft, f"need 0 < win_length <= n_fft, got win_length={win_length}, n_fft={n_fft}")
@@ -306,7 +312,7 @@ class MelFrontend(nn.Module):
 
     Channel 0 is the per-sample-normalised log-mel, channel 1 its delta (computed on the
     normalised log-mel, so both channels share one scale). ``(B, 2, 128, 301)`` at the
-    SPEC defaults for 3 s at 16 kHz.
+    study's defaults for 3 s at 16 kHz.
 
     Args:
         config: defaults to ``FrontendConfig()``.

@@ -1,6 +1,6 @@
 """Ingest: probe a corpus' files into the ``clips`` table (bad ones into ``rejects``).
 
-Plain functions, no Prefect (``flows/ingest.py`` wires them):
+Plain functions, no Prefect (:mod:`dfpipe.flows.ingest` wires them):
 
 1. :func:`plan_ingest` takes an adapter's items and rejects (:mod:`dfpipe.corpora`), drops
    every source the lake already holds for the corpus (in ``clips`` or ``rejects``), settles
@@ -28,15 +28,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from dfpipe.audio_io import probe
 from dfpipe.config import IngestConfig
 from dfpipe.corpora import ADAPTERS, CorpusEntry, CorpusItem, CorpusReject
 from dfpipe.errors import ConfigError, RejectedInput
-from dfpipe.executors import Executor, map_shards
 from dfpipe.lake import Lake, check_name, stable_id
-from dfpipe.schemas import CLIPS, REJECTS
+from dfpipe.schemas import CLIPS
+from dfpipe.stage_kit import Executor, committed, map_shards, read_source, reject_row, rejects_table
 
 STAGE = "ingest"
 DEFAULT_CONFIG = IngestConfig()
@@ -131,7 +130,7 @@ def plan_ingest(lake_uri: str, corpus: str, entries: Iterable[CorpusEntry], conf
         LakeError: when ``corpus`` is not a safe name.
     """
     check_name("corpus", corpus)
-    done, first_copy = _committed(Lake(lake_uri), corpus)
+    done, first_copy = _already_in_lake(Lake(lake_uri), corpus)
     todo: dict[str, CorpusEntry] = {}
     listed: set[str] = set()
     skipped = 0
@@ -182,18 +181,19 @@ def ingest_shard(lake_uri: str, corpus: str, shard: IngestShard, config: IngestC
         The rows committed, by table, and the rejects by reason.
     """
     clips: list[dict[str, object]] = []
-    rejects = [_reject_row(corpus, r.source, r.reason, r.detail) for r in shard.rejects]
+    rejects = [reject_row(STAGE, r.source, r.reason, r.detail, corpus=corpus) for r in shard.rejects]
     for planned in shard.files:
         item, data, clip_id = planned.item, None, None
         try:
-            data = _read(item.source)
+            data = read_source(item.source)
             sha = hashlib.sha256(data).hexdigest()
             clip_id = stable_id(corpus, sha) if data else None
             if planned.duplicate_of is not None:
                 raise RejectedInput("duplicate", f"same bytes as {planned.duplicate_of}")
             clips.append(_clip_row(corpus, item, data, sha, config))
         except RejectedInput as exc:
-            rejects.append(_reject_row(corpus, item.source, exc.reason, f"{item.relpath}: {exc.detail}", clip_id))
+            rejects.append(reject_row(STAGE, item.source, exc.reason, f"{item.relpath}: {exc.detail}", corpus=corpus,
+                                      clip_id=clip_id))
     lake = Lake(lake_uri)
     partition = {"corpus": corpus}
     # clips first: a crash between the two writes leaves only rejects to redo, and the
@@ -202,7 +202,7 @@ def ingest_shard(lake_uri: str, corpus: str, shard: IngestShard, config: IngestC
         lake.write_shard("clips", pa.Table.from_pylist(clips, schema=CLIPS), shard=shard.shard_id,
                          partition=partition, mode="skip")
     if rejects:
-        lake.write_shard("rejects", pa.Table.from_pylist(rejects, schema=REJECTS), shard=shard.shard_id,
+        lake.write_shard("rejects", rejects_table(rejects), shard=shard.shard_id,
                          partition=partition, mode="skip")
     return ShardResult(shard.shard_id, len(clips), len(rejects), dict(Counter(str(r["reason"]) for r in rejects)))
 
@@ -248,18 +248,16 @@ def summarize(lake_uri: str, plan: IngestPlan, results: Iterable[ShardResult], s
 
 
 # -- helpers ------------------------------------------------------------------------------
-def _committed(lake: Lake, corpus: str) -> tuple[set[str], dict[str, str]]:
+def _already_in_lake(lake: Lake, corpus: str) -> tuple[set[str], dict[str, str]]:
     """Sources already in the lake for ``corpus``, and ``{clip_id: first source}``."""
-    partition = {"corpus": corpus}
-    clips = lake.read("clips", columns=["source_uri", "clip_id"], partition=partition)
-    rejects = lake.read("rejects", columns=["source_uri", "clip_id", "reason"], partition=partition,
-                        filter=pc.field("stage") == STAGE)
-    done = set(clips.column("source_uri").to_pylist()) | set(rejects.column("source_uri").to_pylist())
+    done = committed(lake, "clips", STAGE, {"corpus": corpus}, made_columns=["source_uri", "clip_id"],
+                     rejected_columns=["source_uri", "clip_id", "reason"])
+    clips, rejects = done.made, done.rejected
     first_copy = dict(zip(clips.column("clip_id").to_pylist(), clips.column("source_uri").to_pylist()))
     for source, clip_id, reason in zip(*(rejects.column(c).to_pylist() for c in ("source_uri", "clip_id", "reason"))):
         if clip_id is not None and reason != "duplicate":
             first_copy.setdefault(clip_id, source)
-    return done, first_copy
+    return done.keys("source_uri"), first_copy
 
 
 def _content_ids(corpus: str, items: list[CorpusItem], *, hash_all: bool) -> dict[str, str]:
@@ -291,18 +289,6 @@ def _sha256_file(path: str) -> str:
     return digest.hexdigest()
 
 
-def _read(source: str) -> bytes:
-    path = Path(source)
-    if path.is_dir():
-        raise RejectedInput("not_a_file", "a directory, not an audio file")
-    try:
-        return path.read_bytes()
-    except FileNotFoundError as exc:
-        raise RejectedInput("missing", "the file no longer exists") from exc
-    except OSError as exc:
-        raise RejectedInput("unreadable", f"cannot read it ({exc.strerror or exc})") from exc
-
-
 def _clip_row(corpus: str, item: CorpusItem, data: bytes, sha: str, config: IngestConfig) -> dict[str, object]:
     info = probe(data)
     if info.duration_s < config.min_duration_s:
@@ -317,7 +303,3 @@ def _clip_row(corpus: str, item: CorpusItem, data: bytes, sha: str, config: Inge
         "content_sha256": sha, "attributes": sorted(item.attributes.items()),
     }
 
-
-def _reject_row(corpus: str, source: str, reason: str, detail: str, clip_id: str | None = None) -> dict[str, object]:
-    return {"stage": STAGE, "corpus": corpus, "source_uri": source, "clip_id": clip_id,
-            "reason": reason, "detail": detail}

@@ -12,7 +12,9 @@ in the files themselves, so readers never infer columns from paths.
 
 Writes are atomic: a shard is written to a temporary name that no reader globs
 (``*.parquet.tmp-<pid>``) and renamed into place, so a killed run leaves either the whole
-shard or nothing.
+shard or nothing. :func:`atomic_write` is that commit, and the one every file the pipeline
+writes (shards, checkpoints, metrics, manifests) goes through; :data:`KILL_AFTER_COMMITS_ENV`
+makes it SIGKILL its process right after the N-th commit, for crash-consistency tests.
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import signal
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Literal
 
 import duckdb
@@ -36,6 +39,45 @@ from dfpipe.schemas import TABLES
 WriteMode = Literal["error", "skip", "overwrite"]
 _SAFE_SEGMENT = re.compile(r"^[A-Za-z0-9._-]+$")
 
+KILL_AFTER_COMMITS_ENV = "DFPIPE_KILL_AFTER_COMMITS"
+"""Test hook: ``N`` makes :func:`atomic_write` SIGKILL its process right after its N-th commit."""
+_commits = 0
+
+
+def atomic_write(final: str, write: Callable[[str], object], fs: fsspec.AbstractFileSystem | None = None) -> str:
+    """Run ``write(tmp)`` on a temporary path next to ``final``, then rename it into place.
+
+    The temporary name (``<final>.tmp-<pid>-<random>``) is one no reader looks for, so a
+    killed writer leaves either the whole file under ``final`` or nothing; a temporary file
+    left by a failed ``write`` is removed. Local files are renamed with :func:`os.replace`
+    (atomic on POSIX), others with ``fs.mv`` (object stores: the temp key is invisible to globs).
+
+    Args:
+        final: the path to commit (on ``fs``; a local path when ``fs`` is ``None``).
+        write: writes the whole file at the path it is given.
+        fs: the filesystem of ``final``; ``None``: the local one.
+
+    Returns:
+        ``final``.
+    """
+    global _commits
+    fs = fs or fsspec.filesystem("file")
+    tmp = f"{final}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    try:
+        write(tmp)
+        if "file" in _protocols(fs):
+            os.replace(tmp, final)  # atomic on POSIX
+        else:
+            fs.mv(tmp, final)
+    finally:
+        if fs.exists(tmp):
+            fs.rm(tmp)
+    _commits += 1
+    kill_after = os.environ.get(KILL_AFTER_COMMITS_ENV)
+    if kill_after and _commits >= int(kill_after):
+        os.kill(os.getpid(), signal.SIGKILL)
+    return final
+
 
 def stable_id(*parts: str | bytes, length: int = 32) -> str:
     """A deterministic hex id of ``parts`` (sha256, truncated to ``length`` hex digits).
@@ -43,7 +85,7 @@ def stable_id(*parts: str | bytes, length: int = 32) -> str:
     Parts are length-prefixed before hashing so ``("ab", "c")`` and ``("a", "bc")`` differ.
 
     >>> stable_id("corpus", "file.wav", length=8)
-    '1b4e0ec2'
+    '6c9b300f'
     """
     digest = hashlib.sha256()
     for part in parts:
@@ -113,9 +155,6 @@ class Lake:
             return []
         return sorted(p for p in self.fs.find(base) if p.endswith(".parquet"))
 
-    def exists(self, table: str) -> bool:
-        return bool(self.files(table))
-
     # -- writing -------------------------------------------------------------------------
     def write_shard(
         self,
@@ -153,19 +192,13 @@ class Lake:
             if mode == "error":
                 raise LakeError(f"shard {final} already exists (use mode='skip' or 'overwrite')")
         aligned = conform(table, data)
-        tmp = f"{final}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.fs.makedirs(self.table_path(table, partition), exist_ok=True)
-        try:
+
+        def write(tmp: str) -> None:
             with self.fs.open(tmp, "wb") as sink:
                 pq.write_table(aligned, sink, compression="zstd", row_group_size=row_group_size)
-            if self.is_local:
-                os.replace(tmp, final)  # atomic on POSIX
-            else:
-                self.fs.mv(tmp, final)  # object stores: the temp key is invisible to globs
-        finally:
-            if self.fs.exists(tmp):
-                self.fs.rm(tmp)
-        return final
+
+        return atomic_write(final, write, self.fs)
 
     # -- reading -------------------------------------------------------------------------
     def dataset(self, table: str, partition: Mapping[str, str] | None = None) -> ds.Dataset:

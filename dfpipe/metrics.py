@@ -1,7 +1,7 @@
 """Metric tables: the DuckDB SQL in ``sql/``, run over the lake, materialised as Parquet.
 
 Every metric is computed in SQL; this module only finds the SQL files, orders them by
-their references, binds the parameters and writes the results:
+their declared dependencies, binds the parameters and writes the results:
 
 * ``sql/<relation>.sql`` holds one relation named like the file. A header line
   ``-- materialized: view|table|intermediate|macro`` says what it becomes: ``view``,
@@ -9,7 +9,9 @@ their references, binds the parameters and writes the results:
   ``create or replace view/table <name> as``), ``macro`` files are a complete
   ``create or replace macro`` statement. An ``intermediate`` is a table computed once
   because several models read it, but it is not an output: it is not written to Parquet,
-  and ``metrics.duckdb`` holds it as a view.
+  and ``metrics.duckdb`` holds it as a view. A header line ``-- depends_on: a, b`` names
+  every relation the file reads (:func:`dfpipe.metric_tables.load_models` reads and checks
+  it; :func:`check_dependencies` proves it complete).
 * Parameters (:class:`dfpipe.config.MetricsConfig`) live in a one-row relation
   ``metric_params`` that the runner creates with bound values; the SQL reads it like any
   table, so every file also runs in the plain ``duckdb`` CLI on ``LAKE/metrics.duckdb``.
@@ -19,19 +21,17 @@ their references, binds the parameters and writes the results:
 
 Outputs of :func:`compute_metrics`: ``LAKE/metrics/<relation>.parquet`` for every table
 (and ``metric_params``), and ``LAKE/metrics.duckdb`` with the same tables plus the macros.
+Reading them back (:func:`dfpipe.metric_tables.attach_metrics`) is in the foundation
+module :mod:`dfpipe.metric_tables`, so readers need not import this stage.
 """
 
 from __future__ import annotations
 
 import csv
 import os
-import re
 import tempfile
-import uuid
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import asdict, dataclass
-from pathlib import Path
-from typing import Literal
+from dataclasses import dataclass
 
 import duckdb
 import pyarrow as pa
@@ -39,20 +39,25 @@ import pyarrow.parquet as pq
 
 from dfpipe.config import MetricsConfig
 from dfpipe.errors import ConfigError, DfpipeError
-from dfpipe.lake import Lake, _sql_list, conform
+from dfpipe.lake import Lake, _sql_list, atomic_write, conform
+from dfpipe.metric_tables import (
+    METRICS_DATABASE,
+    METRICS_FOLDER,
+    PARAMS_RELATION,
+    SQL_DIR,
+    SqlModel,
+    attach_metrics,
+    fs_uri,
+    load_models,
+)
 from dfpipe.schemas import TABLES
 
-SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
-"""The repository's ``sql/`` folder (the metric SQL)."""
-
-METRICS_FOLDER = "metrics"
-METRICS_DATABASE = "metrics.duckdb"
-PARAMS_RELATION = "metric_params"
-
-Materialization = Literal["view", "table", "intermediate", "macro"]
-_MATERIALIZED = re.compile(r"^--\s*materialized:\s*(view|table|intermediate|macro)\s*$", re.MULTILINE)
-_COMMENT = re.compile(r"--[^\n]*")
-_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
+__all__ = [
+    "EVAL_RELATIONS", "EVAL_RUN", "KEY_COLUMN_ALIASES", "METRICS_DATABASE", "METRICS_FOLDER",
+    "PARAMS_RELATION", "SQL_DIR", "MetricsSummary", "SqlModel", "attach_metrics", "bind_params",
+    "build_models", "check_dependencies", "compute_metrics", "evaluate_score_files", "export_scores",
+    "load_models", "read_score_files", "select_models",
+]
 
 EVAL_RUN = "eval"
 """run_id / dataset given to the rows of an ASVspoof score file in :func:`evaluate_score_files`."""
@@ -76,24 +81,6 @@ KEY_COLUMN_ALIASES: dict[str, str] = {
 
 
 @dataclass(frozen=True)
-class SqlModel:
-    """One ``sql/<name>.sql`` file.
-
-    Attributes:
-        name: relation (or macro) name, equal to the file stem.
-        materialized: ``view``, ``table``, ``intermediate`` or ``macro`` (from the header
-            line).
-        sql: the file's text.
-        refs: names of the other models the file reads (comments ignored).
-    """
-
-    name: str
-    materialized: Materialization
-    sql: str
-    refs: frozenset[str]
-
-
-@dataclass(frozen=True)
 class MetricsSummary:
     """What :func:`compute_metrics` wrote: rows per table, where."""
 
@@ -102,60 +89,20 @@ class MetricsSummary:
     database: str
 
 
-def load_models(sql_dir: str | os.PathLike[str] = SQL_DIR) -> list[SqlModel]:
-    """Read every ``*.sql`` model and return them in dependency order.
-
-    References are found by name: a model refers to another when the other's name appears
-    as a word outside comments (``from score_metrics``, ``asv_metrics('grouped_scores')``).
-    Ties in the order are broken by name, so the order is deterministic.
-
-    Raises:
-        ConfigError: a file without a ``-- materialized:`` header, a bad name, or a cycle.
-    """
-    paths = sorted(Path(sql_dir).glob("*.sql"))
-    texts = {p.stem: p.read_text() for p in paths}
-    models: dict[str, SqlModel] = {}
-    for name, text in texts.items():
-        if not _IDENTIFIER.match(name):
-            raise ConfigError(f"sql/{name}.sql: a relation name must be a lowercase identifier")
-        found = _MATERIALIZED.search(text)
-        if found is None:
-            raise ConfigError(f"sql/{name}.sql: add a '-- materialized: view|table|intermediate|macro' header line")
-        code = _COMMENT.sub("", text)
-        refs = frozenset(
-            other for other in texts if other != name and re.search(rf"\b{other}\b", code)
-        )
-        models[name] = SqlModel(name, found.group(1), text.strip().rstrip(";"), refs)  # type: ignore[arg-type]
-    ordered: list[SqlModel] = []
-    done: set[str] = set()
-    while len(ordered) < len(models):
-        ready = sorted(n for n, m in models.items() if n not in done and m.refs <= done)
-        if not ready:
-            raise ConfigError(f"sql/: reference cycle among {sorted(set(models) - done)}")
-        for name in ready:
-            ordered.append(models[name])
-            done.add(name)
-    return ordered
-
-
 def select_models(models: Iterable[SqlModel], targets: Iterable[str]) -> list[SqlModel]:
-    """The models ``targets`` need (themselves and everything they reference), in order.
+    """The models ``targets`` need (themselves and the models they declare, transitively), in
+    order.
 
     Raises:
         ConfigError: naming an unknown target.
     """
+    targets = list(targets)
     ordered = list(models)
     by_name = {m.name: m for m in ordered}
     unknown = set(targets) - set(by_name)
     if unknown:
         raise ConfigError(f"unknown metric relations {sorted(unknown)}; known: {sorted(by_name)}")
-    needed: set[str] = set()
-    stack = list(targets)
-    while stack:
-        name = stack.pop()
-        if name not in needed:
-            needed.add(name)
-            stack.extend(by_name[name].refs)
+    needed = _closure(targets, lambda name: by_name[name].refs)
     return [m for m in ordered if m.name in needed]
 
 
@@ -186,14 +133,99 @@ def build_models(
     built = list(load_models() if models is None else models)
     bind_params(con, config)
     for model in built:
-        kind = "table" if model.materialized == "intermediate" else model.materialized
-        statement = model.sql if kind == "macro" else f"create or replace {kind} {model.name} as\n{model.sql}"
-
         try:
-            con.execute(statement)
+            con.execute(_create_statement(model))
         except duckdb.Error as exc:
             raise DfpipeError(f"sql/{model.name}.sql failed: {exc}") from exc
     return built
+
+
+def check_dependencies(models: Iterable[SqlModel] | None = None) -> None:
+    """Prove every model's ``-- depends_on:`` line complete: build each one alone.
+
+    In dependency order, each model is built in a fresh connection that holds only what it
+    declares: empty stand-ins (same columns and types) for the models and lake tables it
+    names, ``metric_params`` with the default values, and the macros it names (created with
+    what they declare in turn, since DuckDB binds a macro when it is created). A name the
+    file reads but did not declare is then missing, and DuckDB says which. The model is then
+    built on a reference connection (empty lake tables, every model so far) from which the
+    stand-ins of its dependants take their columns.
+
+    Raises:
+        ConfigError: naming the file that reads a relation it did not declare.
+        DfpipeError: when a model fails for another reason.
+    """
+    ordered = list(load_models() if models is None else models)
+    by_name = {m.name: m for m in ordered}
+    reference = duckdb.connect()
+    _register_tables(reference, {name: schema.empty_table() for name, schema in TABLES.items()})
+    bind_params(reference, MetricsConfig())
+    try:
+        for model in ordered:
+            _build_alone(model, by_name, reference)
+            reference.execute(_create_statement(model))
+    finally:
+        reference.close()
+
+
+def _build_alone(model: SqlModel, by_name: Mapping[str, SqlModel], reference: duckdb.DuckDBPyConnection) -> None:
+    present = _with_macros(model.depends_on, by_name)
+    con = duckdb.connect()
+    try:
+        _register_tables(con, {name: TABLES[name].empty_table() for name in present if name in TABLES})
+        if PARAMS_RELATION in present:
+            bind_params(con, MetricsConfig())
+        for dep in (by_name[name] for name in sorted(present) if name in by_name):
+            if dep.materialized != "macro":  # a stand-in: the columns and types, no rows
+                described = reference.execute(f"describe {dep.name}").fetchall()
+                columns = [f'"{column}" {kind}' for column, kind, *_ in described]
+                con.execute(f"create table {dep.name} ({', '.join(columns)})")
+        for dep in (m for m in by_name.values() if m.name in present and m.materialized == "macro"):
+            con.execute(dep.sql)  # by_name is in dependency order, so a macro's macros come first
+        con.execute(_create_statement(model))
+    except duckdb.CatalogException as exc:
+        raise ConfigError(
+            f"sql/{model.name}.sql reads a relation its '-- depends_on:' line does not declare "
+            f"(declared: {', '.join(sorted(model.depends_on)) or 'nothing'}): {exc}") from exc
+    except duckdb.Error as exc:
+        raise DfpipeError(f"sql/{model.name}.sql failed: {exc}") from exc
+    finally:
+        con.close()
+
+
+def _with_macros(names: Iterable[str], by_name: Mapping[str, SqlModel]) -> set[str]:
+    """``names`` plus what their macros declare, transitively (a macro binds when created)."""
+    def declared_by_macro(name: str) -> Iterable[str]:
+        model = by_name.get(name)
+        return model.depends_on if model is not None and model.materialized == "macro" else ()
+
+    return _closure(names, declared_by_macro)
+
+
+def _closure(names: Iterable[str], edges: Callable[[str], Iterable[str]]) -> set[str]:
+    """``names`` and every name reachable from them through ``edges``."""
+    reached: set[str] = set()
+    stack = list(names)
+    while stack:
+        name = stack.pop()
+        if name not in reached:
+            reached.add(name)
+            stack.extend(edges(name))
+    return reached
+
+
+def _register_tables(con: duckdb.DuckDBPyConnection, tables: Mapping[str, pa.Table]) -> None:
+    """Each Arrow table as a view named like the lake table it stands for."""
+    for name, data in tables.items():
+        con.register(f"_{name}_source", data)
+        con.execute(f"create view {name} as select * from _{name}_source")
+
+
+def _create_statement(model: SqlModel) -> str:
+    if model.materialized == "macro":
+        return model.sql
+    kind = "table" if model.materialized == "intermediate" else model.materialized
+    return f"create or replace {kind} {model.name} as\n{model.sql}"
 
 
 def compute_metrics(lake_uri: str, config: MetricsConfig | None = None) -> MetricsSummary:
@@ -227,35 +259,7 @@ def compute_metrics(lake_uri: str, config: MetricsConfig | None = None) -> Metri
         _write_parquet(lake, f"{folder}/{name}.parquet", data)
     database = f"{lake.root}/{METRICS_DATABASE}"
     _write_database(con, lake, database, tables, models)
-    return MetricsSummary(rows=rows, parquet_dir=_uri(lake, folder), database=_uri(lake, database))
-
-
-def attach_metrics(con: duckdb.DuckDBPyConnection, lake: Lake) -> list[str]:
-    """Make the materialised metric tables (and the ``asv_*`` macros) visible on ``con``.
-
-    Call it on a :meth:`Lake.connect` connection (``dfpipe query`` does) after
-    ``dfpipe metrics`` ran: each ``LAKE/metrics/<relation>.parquet`` becomes a view named
-    ``<relation>``. Does nothing when no metrics were written.
-
-    Returns:
-        The relation names attached, sorted.
-    """
-    folder = f"{lake.root}/{METRICS_FOLDER}"
-    if not lake.fs.exists(folder):
-        return []
-    names = []
-    for path in sorted(p for p in lake.fs.find(folder) if p.endswith(".parquet")):
-        name = path.rsplit("/", 1)[-1].removesuffix(".parquet")
-        if not _IDENTIFIER.match(name):
-            continue  # not written by compute_metrics
-        # DDL takes no bound parameters; the path comes from the lake's own listing.
-        con.execute(f"create or replace view {name} as select * from read_parquet({_sql_list([_uri(lake, path)])})")
-        names.append(name)
-    if PARAMS_RELATION in names:
-        for model in load_models():
-            if model.materialized == "macro":
-                con.execute(model.sql)
-    return names
+    return MetricsSummary(rows=rows, parquet_dir=fs_uri(lake, folder), database=fs_uri(lake, database))
 
 
 # -- ASVspoof score files ----------------------------------------------------------------
@@ -344,15 +348,16 @@ def evaluate_score_files(
 
     Returns:
         ``{"score_metrics": [...], "threshold_metrics": [...]}`` (:data:`EVAL_RELATIONS`): one dict per group
-        (grouping ``overall`` first), threshold metrics at the ``p_spoof_<threshold>``
-        policy only (a score file has no validation set for ``val_eer``).
+        (grouping ``overall`` first), threshold metrics at the headline policy
+        ``p_spoof_<threshold>`` only (``headline_policy``; a score file has no validation set
+        for ``val_eer``).
     """
     config = config or MetricsConfig()
     predictions = read_score_files(scores, keys)
     con = duckdb.connect()
-    for name, schema in TABLES.items():
-        con.register(f"_{name}_source", predictions if name == "predictions" else schema.empty_table())
-        con.execute(f"create view {name} as select * from _{name}_source")
+    _register_tables(con, {
+        name: predictions if name == "predictions" else schema.empty_table() for name, schema in TABLES.items()
+    })
     build_models(con, config, select_models(load_models(), EVAL_RELATIONS))
     # groupings the key file filled (condition and corpus otherwise hold the placeholder)
     shown = ["overall"] + [
@@ -368,7 +373,7 @@ def evaluate_score_files(
         "threshold_metrics": _records(
             con,
             "select * exclude (run_id, epoch, dataset) from threshold_metrics "
-            f"{where} and policy != 'val_eer' {order}",
+            f"{where} and policy in (select policy from headline_policy) {order}",
             [shown],
         ),
     }
@@ -423,16 +428,13 @@ def _read_tsv(con: duckdb.DuckDBPyConnection, path: str | os.PathLike[str], what
 
 
 def _write_tsv(path: str | os.PathLike[str], header: list[str], rows: Iterable[tuple[str, str]]) -> None:
-    tmp = f"{path}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    try:
+    def write(tmp: str) -> None:
         with open(tmp, "w", newline="") as sink:
             writer = csv.writer(sink, delimiter="\t", lineterminator="\n")
             writer.writerow(header)
             writer.writerows(rows)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+
+    atomic_write(os.fspath(path), write)
 
 
 def _records(
@@ -443,30 +445,12 @@ def _records(
     return [dict(zip(names, row)) for row in result.fetchall()]
 
 
-def _uri(lake: Lake, path: str) -> str:
-    return path if lake.is_local else f"{lake.uri.split('://')[0]}://{path}"
-
-
-def _commit(lake: Lake, final: str, write: Callable[[str], None]) -> None:
-    """Run ``write(tmp)`` on a temporary path next to ``final``, then rename it into place."""
-    tmp = f"{final}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    try:
-        write(tmp)
-        if lake.is_local:
-            os.replace(tmp, final)  # atomic on POSIX
-        else:
-            lake.fs.mv(tmp, final)
-    finally:
-        if lake.fs.exists(tmp):
-            lake.fs.rm(tmp)
-
-
 def _write_parquet(lake: Lake, final: str, data: pa.Table) -> None:
     def write(tmp: str) -> None:
         with lake.fs.open(tmp, "wb") as sink:
             pq.write_table(data, sink, compression="zstd")
 
-    _commit(lake, final, write)
+    atomic_write(final, write, lake.fs)
 
 
 def _write_database(
@@ -509,9 +493,5 @@ def _write_database(
             con.execute("use memory")
         finally:
             con.execute("detach metrics_out")
-        _commit(lake, final, lambda tmp: lake.fs.put_file(local, tmp))
+        atomic_write(final, lambda tmp: lake.fs.put_file(local, tmp), lake.fs)
 
-
-def summary_dict(summary: MetricsSummary) -> Mapping[str, object]:
-    """The summary as plain data (for ``--json`` output)."""
-    return asdict(summary)

@@ -25,7 +25,7 @@ import matplotlib.pyplot as plt
 import pyarrow as pa
 
 from dfpipe.lake import Lake
-from dfpipe.metrics import attach_metrics
+from dfpipe.metric_tables import attach_metrics
 
 _TABLES = {
     "leaderboard": "Leaderboard: runs ranked by OOD accuracy (reported epoch = best validation EER)",
@@ -59,8 +59,10 @@ def write_report(lake_uri: str, out_dir: str | Path, *, title: str = "dfpipe stu
     tables = {name: con.sql(f"select * from {name}").to_arrow_table() for name in _TABLES}  # names are ours
     tables = {name: table for name, table in tables.items() if table.num_rows or name not in _SHOWN_WHEN_NOT_EMPTY}
     dynamics = con.sql("select * from training_dynamics").to_arrow_table()
+    # The threshold the metric tables were computed at (``dfpipe metrics --threshold``).
+    threshold = con.execute("select threshold from metric_params").fetchone()[0]
     figures = [
-        _accuracy_bars(tables["run_results"]),
+        _accuracy_bars(tables["run_results"], threshold),
         _precision_recall(tables["run_results"]),
         _training_curves(dynamics, tables["run_results"]),
         _polished_gap(tables["polished_gap"], tables["run_results"]),
@@ -72,7 +74,7 @@ def write_report(lake_uri: str, out_dir: str | Path, *, title: str = "dfpipe stu
     for figure in figures:
         (out / f"{figure.name}.png").write_bytes(figure.png)
     page = out / "index.html"
-    page.write_text(_page(title, figures, tables), encoding="utf-8")
+    page.write_text(_page(title, figures, tables, threshold), encoding="utf-8")
     return page
 
 
@@ -81,7 +83,7 @@ def _labels(table: pa.Table) -> list[str]:
     return [f"{a}\n{c}" for a, c in zip(table["arch"].to_pylist(), table["train_condition"].to_pylist())]
 
 
-def _accuracy_bars(runs: pa.Table) -> Figure:
+def _accuracy_bars(runs: pa.Table, threshold: float) -> Figure:
     fig, ax = plt.subplots(figsize=(max(6, 1.1 * runs.num_rows + 2), 4))
     x = range(runs.num_rows)
     test = [v if v is not None else 0 for v in runs["test_accuracy"].to_pylist()]
@@ -90,8 +92,8 @@ def _accuracy_bars(runs: pa.Table) -> Figure:
     ax.bar([i + 0.2 for i in x], ood, width=0.4, label="OOD")
     ax.set_xticks(list(x), _labels(runs), fontsize=7)
     ax.set_ylim(0, 1)
-    ax.axhline(0.5, color="grey", lw=0.8, ls="--")
-    ax.set_ylabel("accuracy at P(spoof) 0.5")
+    ax.axhline(0.5, color="grey", lw=0.8, ls="--")  # chance level of a two-class accuracy
+    ax.set_ylabel(f"accuracy at P(spoof) >= {threshold:g}")
     ax.legend()
     return _figure("accuracy_test_vs_ood", "Test vs OOD accuracy per run", fig)
 
@@ -159,7 +161,8 @@ def _model_size(sizes: pa.Table) -> Figure:
 
 def _diagnostics(con: object) -> list[Figure]:
     """The Hessian-trace figure of each ``dfpipe diagnose`` result, when there are any."""
-    from dfpipe.diagnostics import plot_hessian_summary, stored_trace_summary
+    from dfpipe.diagnostics.figure import plot_hessian_summary
+    from dfpipe.diagnostics.landscape import stored_trace_summary
 
     results = con.execute(
         "select diagnostics_id, any_value(run_id), any_value(epoch) from diagnostics_summary "
@@ -204,7 +207,7 @@ def _html_table(table: pa.Table) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def _page(title: str, figures: list[Figure], tables: dict[str, pa.Table]) -> str:
+def _page(title: str, figures: list[Figure], tables: dict[str, pa.Table], threshold: float) -> str:
     figure_html = "".join(
         f'<figure><img alt="{html.escape(f.title)}" src="data:image/png;base64,'
         f'{base64.b64encode(f.png).decode()}"><figcaption>{html.escape(f.title)} '
@@ -229,7 +232,7 @@ p.src {{ color: #777; margin: -0.6em 0 0.4em; font-size: 12px; }}
 </style></head><body>
 <h1>{html.escape(title)}</h1>
 <p>Every number below is computed by DuckDB SQL over the lake's predictions (<code>sql/</code>);
-accuracy-type metrics at P(spoof) 0.5; EER per the ASVspoof evaluation conventions.</p>
+accuracy-type metrics at P(spoof) &gt;= {threshold:g}; EER per the ASVspoof evaluation conventions.</p>
 {figure_html}{table_html}
 </body></html>
 """

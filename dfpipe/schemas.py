@@ -89,6 +89,11 @@ RUNS = pa.schema(
         pa.field("arch", _str, nullable=False),
         pa.field("train_corpus", _str, nullable=False),
         pa.field("train_condition", _str, nullable=False),
+        # train_condition as (codec, corruption), from the condition grammar when the run is
+        # made: noise_snr10+flac -> (flac, noise_snr10), flac -> (flac, NULL). NULL in rows
+        # written before these columns existed.
+        pa.field("codec", _str),
+        pa.field("corruption", _str),
         pa.field("seed", pa.int64(), nullable=False),
         pa.field("epochs_planned", pa.int32(), nullable=False),
         pa.field("params", pa.int64(), nullable=False),  # trainable + frozen
@@ -167,7 +172,7 @@ ARCHIVE_SCORES = pa.schema(
         "score_direction": "spoof_logit_*: higher = more spoof; P(spoof) = sigmoid",
     },
 )
-"""Output of :func:`dfpipe.score.score_archive`: a folder, not a lake table."""
+"""Output of :func:`dfpipe.archive_scoring.score_archive`: a folder, not a lake table."""
 
 # -- loss-landscape diagnostics (dfpipe.diagnostics) ----------------------------------------
 # Every row carries the id of the `dfpipe diagnose` result it belongs to (a hash of run, epoch,

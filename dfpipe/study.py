@@ -34,14 +34,17 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from dfpipe.config import TrainConfig
+from dfpipe.config import RAW_CONDITION, VAL_DATASET, TrainConfig
 from dfpipe.errors import ConfigError
-from dfpipe.lake import stable_id
+from dfpipe.lake import atomic_write, stable_id
+
+if TYPE_CHECKING:
+    from dfpipe.clipsets import DataSpec
 
 CorpusFormat = Literal["demo", "folder", "csv", "in-the-wild", "deepfake-eval-2024", "asvspoof5"]
 
@@ -78,13 +81,23 @@ class CorpusSpec(_Strict):
         return self
 
 
-class DataSpec(_Strict):
-    """A slice of a corpus in one audio condition: what a run trains on or is scored on."""
+class DataSetSpec(_Strict):
+    """A train or eval set of a study file: a slice of a corpus in one audio condition.
+
+    What runs take is a :class:`dfpipe.clipsets.DataSpec`, built by :meth:`to_data_spec`.
+    """
 
     corpus: str
-    condition: str = "raw"
+    condition: str = RAW_CONDITION
     split: str | None = None
     """Only clips of this split (``None``: training sets use ``train``, eval sets all clips)."""
+
+    def to_data_spec(self, default_split: str | None) -> DataSpec:
+        """This set as the trainer's :class:`~dfpipe.clipsets.DataSpec` (``split`` unset:
+        ``default_split``, ``None`` = every clip)."""
+        from dfpipe.clipsets import DataSpec  # torch: only when runs are built
+
+        return DataSpec(corpus=self.corpus, condition=self.condition, split=self.split or default_split)
 
 
 class Experiment(_Strict):
@@ -98,7 +111,7 @@ class Experiment(_Strict):
 
 class TrainingOverrides(_Strict):
     """Changes to the study's training recipe (:class:`dfpipe.config.TrainConfig`); unset
-    fields keep the recipe's values (AdamW lr 5e-5, wd 0.01, batch 128 mel / 64 WavLM)."""
+    fields keep the recipe's values."""
 
     lr: float | None = Field(default=None, gt=0)
     weight_decay: float | None = Field(default=None, ge=0)
@@ -113,13 +126,14 @@ class Study(_Strict):
 
     name: str
     corpora: dict[str, CorpusSpec] = Field(min_length=1)
-    train_sets: dict[str, DataSpec] = Field(min_length=1)
-    eval_sets: dict[str, DataSpec] = Field(min_length=1)
+    train_sets: dict[str, DataSetSpec] = Field(min_length=1)
+    eval_sets: dict[str, DataSetSpec] = Field(min_length=1)
     """Dataset names in ``predictions``: ``test`` (in-distribution), ``ood`` and a polished
     variant such as ``test_polished`` are the roles the metric SQL reads (docs/metrics.md)."""
     experiments: list[Experiment] = Field(min_length=1)
-    epochs: int | dict[str, int] = 50
-    """Epochs for every run, or per architecture (the study: 50 mel, 15 WavLM)."""
+    epochs: int | dict[str, int] | None = None
+    """Epochs for every run, or per architecture; unset: the recipe's own per-architecture
+    value (:meth:`dfpipe.config.TrainConfig.epochs_for`: 50 mel, 15 WavLM, as in the study)."""
     seeds: list[int] = Field(default=[0], min_length=1)
     training: TrainingOverrides = TrainingOverrides()
     wavlm_path: str | None = None
@@ -130,8 +144,8 @@ class Study(_Strict):
         for name, spec in {**self.train_sets, **self.eval_sets}.items():
             if spec.corpus not in self.corpora:
                 raise ValueError(f"set {name!r} names corpus {spec.corpus!r}, not in corpora")
-        if "val" in self.eval_sets:
-            raise ValueError("'val' is the name of each run's own validation split; rename the eval set")
+        if VAL_DATASET in self.eval_sets:
+            raise ValueError(f"'{VAL_DATASET}' is the name of each run's own validation split; rename the eval set")
         for experiment in self.experiments:
             for train in experiment.train:
                 if train not in self.train_sets:
@@ -143,6 +157,8 @@ class Study(_Strict):
         return self
 
     def epochs_for(self, arch: str) -> int:
+        if self.epochs is None:
+            return TrainConfig().epochs_for(arch)
         return self.epochs if isinstance(self.epochs, int) else self.epochs[arch]
 
     def train_config(self, run: PlannedRun) -> TrainConfig:
@@ -150,9 +166,19 @@ class Study(_Strict):
         return self.training.apply(TrainConfig(epochs=run.epochs, seed=run.seed))
 
     def data_spec(self, name: str) -> str:
-        """A train or eval set as the trainer's ``CORPUS:CONDITION[@SPLIT]`` data spec."""
+        """A train or eval set as ``CORPUS:CONDITION[@SPLIT]`` text, as the study file says it
+        (for display, e.g. ``--dry-run``); runs take :meth:`train_data` / :meth:`eval_data`."""
         spec = {**self.train_sets, **self.eval_sets}[name]
         return f"{spec.corpus}:{spec.condition}" + (f"@{spec.split}" if spec.split else "")
+
+    def train_data(self, name: str) -> DataSpec:
+        """Train set ``name`` as the trainer's data spec (split unset: the recipe's
+        :attr:`~dfpipe.config.TrainConfig.default_train_split`)."""
+        return self.train_sets[name].to_data_spec(TrainConfig.default_train_split)
+
+    def eval_data(self) -> dict[str, DataSpec]:
+        """Every eval set by name, as data specs (split unset: every clip)."""
+        return {name: spec.to_data_spec(None) for name, spec in self.eval_sets.items()}
 
     def arch_config(self, arch: str) -> Any:
         """``arch``'s default config, pointed at ``wavlm_path`` for the WavLM models;
@@ -221,7 +247,7 @@ def plan_study(study: Study) -> StudyPlan:
                                     PlannedRun(experiment.name, arch, train, seed, study.epochs_for(arch)))
     return StudyPlan(
         corpora=tuple(sorted({spec.corpus for spec in data_sets})),
-        conditions=tuple(pair for pair in features if pair[1] != "raw"),
+        conditions=tuple(pair for pair in features if pair[1] != RAW_CONDITION),
         features=tuple(features),
         runs=tuple(runs.values()),
     )
@@ -257,10 +283,12 @@ def sample_manifest(manifest: str | os.PathLike[str], per_split: dict[str, int],
     chosen.sort(key=lambda r: r["path"])
     key = stable_id(json.dumps(per_split, sort_keys=True), str(seed), length=8)
     target = source.with_name(f"manifest.sample-{key}.csv")
-    tmp = target.with_suffix(".csv.tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=fields, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(chosen)
-    os.replace(tmp, target)
+
+    def write(tmp: str) -> None:
+        with open(tmp, "w", newline="", encoding="utf-8") as handle:
+            writer = csv.DictWriter(handle, fieldnames=fields, lineterminator="\n")
+            writer.writeheader()
+            writer.writerows(chosen)
+
+    atomic_write(str(target), write)
     return target

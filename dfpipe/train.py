@@ -31,20 +31,18 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import torch
 from torch import nn
 
 from dfpipe import checkpoints
-from dfpipe.clipsets import ClipSet, DataSpec, load_clip_set
-from dfpipe.config import FrontendConfig, TrainConfig
+from dfpipe.clipsets import DataSpec, load_clip_set
+from dfpipe.conditions.grammar import describe_condition
+from dfpipe.config import VAL_DATASET, FrontendConfig, TrainConfig, predicts_spoof
 from dfpipe.devices import DeviceContext, select_device
 from dfpipe.errors import ConfigError
 from dfpipe.lake import Lake, check_name, stable_id
 from dfpipe.models import Batch, Detector, build_model, config_to_dict, default_config
-
-VAL = "val"
-"""Dataset name of the held-out part of the training split."""
+from dfpipe.predictions import completed_epochs, predict, write_predictions
 
 
 @dataclass(frozen=True)
@@ -69,8 +67,8 @@ def train(
     lake_uri: str,
     *,
     arch: str,
-    train_data: str,
-    eval_data: Mapping[str, str] | None = None,
+    train_data: DataSpec | str,
+    eval_data: Mapping[str, DataSpec | str] | None = None,
     model_config: object | None = None,
     frontend: FrontendConfig | None = None,
     log: Callable[[str], None] = print,
@@ -81,9 +79,10 @@ def train(
         cfg: optimiser, batch size, epochs, seed, device (:class:`~dfpipe.config.TrainConfig`).
         lake_uri: the lake (folder or fsspec URL).
         arch: ``mel-cnn``, ``mel-multiscale``, ``wavlm-cnn`` or ``wavlm-aasist``.
-        train_data: ``CORPUS[:CONDITION][@SPLIT]`` (split default ``train``); a stratified
-            ``cfg.val_fraction`` of it becomes the ``val`` dataset.
-        eval_data: ``{dataset name: data spec}`` scored every epoch (split default: all).
+        train_data: a :class:`~dfpipe.clipsets.DataSpec`; a stratified ``cfg.val_fraction`` of
+            it becomes the ``val`` dataset. Text ``CORPUS[:CONDITION][@SPLIT]`` is parsed with
+            ``cfg.default_condition`` and ``cfg.default_train_split``.
+        eval_data: ``{dataset name: DataSpec}`` scored every epoch (text: split default all).
         model_config: the architecture's config dataclass (default: its defaults).
         frontend: front end whose ``features`` rows are read (default ``FrontendConfig()``).
         log: where one line per epoch goes.
@@ -101,13 +100,13 @@ def train(
     epochs, batch_size = cfg.epochs_for(arch), cfg.batch_size_for(arch)
 
     # -- what is trained on what: the run's identity ---------------------------------------
-    train_spec = DataSpec.parse(train_data, default_condition=cfg.default_condition,
-                                default_split=cfg.default_train_split)
-    eval_specs = {check_name("dataset", name): DataSpec.parse(text, default_condition=cfg.default_condition,
-                                                             default_split=None)
-                  for name, text in (eval_data or {}).items()}
-    if VAL in eval_specs:
-        raise ConfigError(f"the eval name {VAL!r} is reserved for the held-out part of the train data")
+    train_spec = DataSpec.coerce(train_data, default_condition=cfg.default_condition,
+                                 default_split=cfg.default_train_split)
+    eval_specs = {check_name("dataset", name): DataSpec.coerce(data, default_condition=cfg.default_condition,
+                                                              default_split=None)
+                  for name, data in (eval_data or {}).items()}
+    if VAL_DATASET in eval_specs:
+        raise ConfigError(f"the eval name {VAL_DATASET!r} is reserved for the held-out part of the train data")
     identity = {
         "arch": arch, "model": config_to_dict(model_config), "frontend": frontend.version,
         "train": str(train_spec), "eval": {k: str(v) for k, v in sorted(eval_specs.items())},
@@ -124,7 +123,7 @@ def train(
     train_all = load_clip_set(lake, train_spec, model.needs, frontend)
     train_idx, val_idx = stratified_split(train_all.labels, cfg.val_fraction, cfg.seed)
     train_set = train_all.subset(train_idx)
-    eval_sets = {VAL: train_all.subset(val_idx)}
+    eval_sets = {VAL_DATASET: train_all.subset(val_idx)}
     eval_sets.update({name: load_clip_set(lake, spec, model.needs, frontend) for name, spec in eval_specs.items()})
     del train_all
 
@@ -143,9 +142,11 @@ def train(
     frontend_dict = config_to_dict(frontend)
     checkpoint_bytes = len(checkpoints.to_bytes(
         checkpoints.model_payload(model, frontend_config=frontend_dict, run_id=run_id, epoch=0)))
+    codec, corruption = describe_condition(train_spec.condition)  # columns, so SQL never parses names
     lake.write_shard("runs", pa.table({
         "run_id": [run_id], "arch": [arch], "train_corpus": [train_spec.corpus],
-        "train_condition": [train_spec.condition], "seed": [cfg.seed], "epochs_planned": [epochs],
+        "train_condition": [train_spec.condition], "codec": [codec], "corruption": [corruption],
+        "seed": [cfg.seed], "epochs_planned": [epochs],
         "params": [model.num_params()], "trainable_params": [model.num_params(trainable_only=True)],
         "checkpoint_bytes": [checkpoint_bytes], "device": [ctx.name],
         "config_json": [json.dumps({**identity, "epochs": epochs, "train_config": asdict(cfg)}, sort_keys=True)],
@@ -185,8 +186,8 @@ def train(
 
     return TrainSummary(
         run_id=run_id, arch=arch, epochs_done=max(done, epochs), epochs_trained=max(epochs - done, 0),
-        n_train=len(train_set), n_val=len(eval_sets[VAL]),
-        eval_sizes={name: len(s) for name, s in eval_sets.items() if name != VAL},
+        n_train=len(train_set), n_val=len(eval_sets[VAL_DATASET]),
+        eval_sizes={name: len(s) for name, s in eval_sets.items() if name != VAL_DATASET},
         params=model.num_params(), checkpoint_bytes=checkpoint_bytes,
         checkpoint_uri=_epoch_uri(ckpt_dir, max(done, epochs)), device=ctx.name,
     )
@@ -210,35 +211,7 @@ def train_step(model: Detector, batch: Batch, labels: torch.Tensor, *, optimizer
     torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
     scaler.step(optimizer)
     scaler.update()
-    return loss.detach(), ((logits.detach() > 0) == (labels > 0.5)).sum()
-
-
-@torch.no_grad()
-def predict(model: Detector, clip_set: ClipSet, ctx: DeviceContext, batch_size: int) -> np.ndarray:
-    """Spoof logits of every clip of ``clip_set`` (eval mode), ``(N,)`` float64."""
-    model.eval()
-    out = []
-    for start in range(0, len(clip_set), batch_size):
-        batch, _ = clip_set.batch(slice(start, start + batch_size))
-        with ctx.autocast():
-            out.append(model(batch.to(ctx.device)).float().cpu())
-    return torch.cat(out).double().numpy() if out else np.zeros(0)
-
-
-def write_predictions(lake: Lake, clip_set: ClipSet, logits: np.ndarray, *, run_id: str, epoch: int,
-                      dataset: str) -> None:
-    """Write one ``predictions`` shard: every clip of ``clip_set`` for (run, epoch, dataset)."""
-    rows = clip_set.meta
-    n = rows.num_rows
-    table = rows.append_column("run_id", pa.array([run_id] * n, pa.string())) \
-        .append_column("epoch", pa.array([epoch] * n, pa.int32())) \
-        .append_column("dataset", pa.array([dataset] * n, pa.string())) \
-        .append_column("spoof_logit", pa.array(logits, pa.float64()))
-    # The condition is part of the shard name so one dataset name under two conditions
-    # (`dfpipe score --condition`) never overwrites the other.
-    condition = rows.column("condition")[0].as_py() if n else ""
-    shard = f"e{epoch:03d}-{check_name('dataset', dataset)}-{stable_id(condition, length=8)}"
-    lake.write_shard("predictions", table, shard=shard, partition={"run_id": run_id}, mode="overwrite")
+    return loss.detach(), (predicts_spoof(logits.detach()) == (labels > 0.5)).sum()
 
 
 def stratified_split(labels: np.ndarray, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -260,12 +233,6 @@ def seed_epoch(seed: int, epoch: int) -> np.random.Generator:
     torch.manual_seed(epoch_seed)
     np.random.seed(epoch_seed)
     return np.random.default_rng([seed, epoch])
-
-
-def completed_epochs(lake: Lake, run_id: str) -> int:
-    """The last epoch of ``run_id`` committed in ``epochs`` (0 when none)."""
-    epochs = lake.read("epochs", columns=["epoch"], filter=pc.field("run_id") == run_id)
-    return int(pc.max(epochs.column("epoch")).as_py() or 0) if epochs.num_rows else 0
 
 
 def _epoch_uri(ckpt_dir: str, epoch: int) -> str:

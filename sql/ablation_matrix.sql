@@ -1,37 +1,36 @@
 -- ablation_matrix: architecture x training data x codec x clean/corrupt, on the ood set.
 -- materialized: table
+-- depends_on: run_results, stg_runs
 -- grain: one row per run (at its reported epoch, see best_epochs).
--- conventions: runs.train_condition is a '+'-joined list of condition names: a part
---   starting with 'corrupt' ('corrupt', 'corrupt:noise_snr10') marks corrupted training
---   data, the other part names the codec ('flac', 'mp3_128k'); no codec part (or 'raw')
---   means the source audio as ingested -> codec 'raw'. e.g. 'corrupt+mp3_128k' ->
---   (mp3_128k, corrupt); 'flac' -> (flac, clean). metrics on dataset 'ood', threshold
---   policy 'p_spoof_<threshold>'.
+-- conventions: codec and corruption are the run's recorded training condition
+--   (stg_runs.train_codec, train_corruption; see dfpipe.conditions.grammar), never parsed
+--   from its name: 'corrupt+mp3_128k' -> (mp3_128k, corrupt), 'noise_snr10+flac' ->
+--   (flac, noise_snr10), 'flac' -> (flac, null). training_audio = 'clean' without a
+--   corruption, 'corrupt' with one, null when the run has no recorded codec (a runs row
+--   from before the columns existed). metrics on dataset 'ood', the headline threshold
+--   policy (see run_results).
 with
 
 results as (
     select * from run_results
 ),
 
-condition_parts as (
-    select
-        *,
-        string_split(train_condition, '+') as parts,
-    from results
+runs as (
+    select * from stg_runs
 ),
 
-parsed as (
+axes as (
     select
-        *,
-        coalesce(
-            list_filter(parts, lambda part: not starts_with(part, 'corrupt'))[1], 'raw'
-        ) as codec,
+        results.*,
+        runs.train_codec as codec,
+        runs.train_corruption as corruption,
         case
-            when len(list_filter(parts, lambda part: starts_with(part, 'corrupt'))) > 0
-                then 'corrupt'
-            else 'clean'
+            when runs.train_codec is null then null
+            when runs.train_corruption is null then 'clean'
+            else 'corrupt'
         end as training_audio,
-    from condition_parts
+    from results
+    left join runs on results.run_id = runs.run_id
 )
 
 select
@@ -39,6 +38,7 @@ select
     train_corpus,
     codec,
     training_audio,
+    corruption,
     run_id,
     train_condition,
     reported_epoch,
@@ -50,5 +50,5 @@ select
     ood_specificity,
     ood_eer,
     reason,
-from parsed
-order by arch, train_corpus, codec, training_audio, run_id
+from axes
+order by arch, train_corpus, codec, training_audio, corruption, run_id

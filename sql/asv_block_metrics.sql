@@ -1,6 +1,7 @@
 -- asv_block_metrics(blocks): table macro, the threshold-free asvspoof metrics of every group
 -- from score blocks (rows aggregated by score and label).
 -- materialized: macro
+-- depends_on: asv_det_curve, metric_params
 -- input: the name of any relation with columns group_id, cm_score, is_spoof, n_rows (see
 --   asv_det_curve); parameters come from the one-row relation metric_params (p_spoof,
 --   c_miss, c_fa), which `dfpipe metrics` creates with bound values.

@@ -1,6 +1,7 @@
 -- asv_det_curve(blocks): table macro, the asvspoof det curve of every group, one row per
 -- block of tied points.
 -- materialized: macro
+-- depends_on:
 -- input: the name of any relation with columns group_id (any type: the grouping key),
 --   cm_score (double, higher = bona fide), is_spoof (boolean) and n_rows (bigint > 0: the
 --   rows with that score and label), one row per (group_id, cm_score, is_spoof), e.g.

@@ -1,6 +1,7 @@
 -- asv_metrics(scored): table macro, the threshold-free asvspoof metrics of every group of a
 -- relation of scored rows.
 -- materialized: macro
+-- depends_on: asv_block_metrics
 -- input: the name of any relation with columns group_id (any type: the grouping key),
 --   is_spoof (boolean) and cm_score (double, higher = bona fide), one row per prediction,
 --   e.g. grouped_scores; parameters from metric_params.
@@ -11,7 +12,8 @@
 create or replace macro asv_metrics(scored) as table
     with
 
-    scored_blocks as (
+    -- read by asv_block_metrics('scored_blocks'), by name
+    scored_blocks as (  -- noqa: ST03
         select
             group_id,
             cm_score,

@@ -1,5 +1,6 @@
 -- best_epochs: the epoch each run reports: lowest eer on the validation dataset 'val'.
 -- materialized: table
+-- depends_on: score_metrics
 -- grain: one row per run (every run_id present in predictions).
 -- conventions: dataset role 'val' = the 5 % validation split of the training data;
 --   ties in val eer go to the earliest epoch. a run with no usable 'val' eer reports its

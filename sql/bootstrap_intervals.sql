@@ -1,15 +1,17 @@
 -- bootstrap_intervals: 95 % percentile bootstrap intervals of accuracy and eer.
 -- materialized: table
+-- depends_on: asv_block_metrics, bootstrap_resamples, headline_policy, score_metrics
+-- depends_on: threshold_metrics
 -- grain: one row per run per dataset (at the run's reported epoch, grouping 'overall').
--- conventions: replicates from bootstrap_resamples; accuracy at policy
---   'p_spoof_<threshold>' (p_spoof >= threshold is spoof); eer per replicate by the same
---   asvspoof logic (asv_block_metrics). interval = [2.5 %, 97.5 %] quantiles (quantile_cont) of
---   the replicates with a defined value; a replicate drawing one class only has no eer
---   and is counted in n_replicates_without_eer.
+-- conventions: replicates from bootstrap_resamples; accuracy at the headline policy
+--   'p_spoof_<threshold>' (headline_policy: p_spoof >= threshold is spoof); eer per
+--   replicate by the same asvspoof logic (asv_block_metrics). interval = [2.5 %, 97.5 %]
+--   quantiles (quantile_cont) of the replicates with a defined value; a replicate drawing
+--   one class only has no eer and is counted in n_replicates_without_eer.
 with
 
-params as (
-    select threshold from metric_params
+headline as (
+    select * from headline_policy
 ),
 
 replicate_eers as (
@@ -26,10 +28,12 @@ replicate_accuracies as (
         resamples.dataset,
         resamples.replicate,
         resamples.group_id,
-        sum(resamples.n_rows * ((resamples.p_spoof >= params.threshold) = resamples.is_spoof)::int)
+        sum(
+            resamples.n_rows * ((resamples.p_spoof >= headline.threshold) = resamples.is_spoof)::int
+        )
         / sum(resamples.n_rows) as accuracy,
     from bootstrap_resamples as resamples
-    cross join params
+    cross join headline
     group by all
 ),
 
@@ -76,9 +80,8 @@ point_estimates as (
             and score_metrics.dataset = threshold_metrics.dataset
             and score_metrics.grouping = threshold_metrics.grouping
             and score_metrics.group_value = threshold_metrics.group_value
-    where
-        score_metrics.grouping = 'overall'
-        and threshold_metrics.policy like 'p\_spoof\_%' escape '\'
+    semi join headline on threshold_metrics.policy = headline.policy
+    where score_metrics.grouping = 'overall'
 )
 
 select

@@ -1,6 +1,7 @@
 -- bootstrap_resamples: seeded bootstrap replicates of each dataset at each run's reported
 -- epoch, as score blocks (the input of bootstrap_intervals).
 -- materialized: intermediate
+-- depends_on: best_epochs, metric_params, stg_predictions
 -- grain: one row per run per dataset per replicate per distinct drawn (cm_score, is_spoof);
 --   n_rows = draws that fell in the block (n draws per replicate, n = rows of the dataset).
 -- conventions: replicate r (1..metric_params.bootstrap_samples) draws n rows with

@@ -1,8 +1,9 @@
 -- diagnostics_report: the study's loss-landscape table and its complementary diagnostics.
 -- materialized: table
+-- depends_on: diagnostics_hessian, diagnostics_linearity, diagnostics_summary, stg_runs
 -- grain: one row per diagnostics_id: one `dfpipe diagnose` result (run, epoch, holdout spec,
 --   settings); seed is the diagnostics' draw seed, not the training seed.
--- conventions (dfpipe/diagnostics.py): traces are per-clip hutchinson estimates of tr(h) over
+-- conventions (dfpipe/diagnostics/): traces are per-clip hutchinson estimates of tr(h) over
 --   the trainable parameters; trace_per_param = hessian_trace_mean / trainable_params, its
 --   band flat < 0.001 <= moderate <= 0.01 < sharp (the band was stored by the stage, so its
 --   cut points are the run's); hessian_trace_std is the sample std across clips;

@@ -1,5 +1,6 @@
 -- leaderboard: every run ranked by out-of-distribution accuracy, test accuracy beside it.
 -- materialized: table
+-- depends_on: run_results
 -- grain: one row per run (at its reported epoch, see best_epochs).
 -- conventions: ood_rank 1 = best ood accuracy (ties share a rank; runs without ood
 --   accuracy come last); test_rank likewise, so the two rankings can be compared.

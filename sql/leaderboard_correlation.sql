@@ -1,5 +1,6 @@
 -- leaderboard_correlation: how well test accuracy predicts ood accuracy across runs.
 -- materialized: table
+-- depends_on: run_results
 -- grain: one row (all runs with both accuracies, at their reported epochs).
 -- conventions: pearson = corr(test_accuracy, ood_accuracy); spearman = pearson of the
 --   average ranks (ties share the mean of their positions). fewer than 2 runs or a

@@ -1,5 +1,6 @@
 -- model_size: model size against out-of-distribution performance.
 -- materialized: table
+-- depends_on: run_results
 -- grain: one row per run (at its reported epoch, see best_epochs).
 -- conventions: checkpoint_mb = checkpoint_bytes / 1e6; ood_accuracy_per_mb =
 --   ood_accuracy / checkpoint_mb (null, with a reason, without a checkpoint size).

@@ -1,11 +1,12 @@
 -- polished_gap: accuracy and eer on raw vs polished audio of the same clips, same run
 -- and epoch.
 -- materialized: table
+-- depends_on: headline_policy, score_metrics, stg_predictions, threshold_metrics
 -- grain: one row per run per epoch per raw dataset that has a polished twin.
 -- conventions: a dataset named '<x>_polished' is the polished twin of dataset '<x>'
 --   (e.g. 'test' / 'test_polished', 'val' / 'val_polished'); pairs are made by that name
 --   only. n_shared_clips counts clip_ids present in both, so a pairing over different clips
---   shows. grouping 'overall', policy 'p_spoof_<threshold>'.
+--   shows. grouping 'overall', the headline policy 'p_spoof_<threshold>' (headline_policy).
 --   accuracy_gap = raw - polished (points lost to polish); eer_gap = polished - raw;
 --   ratios are polished / raw (null with a reason when raw is 0 or a metric is missing).
 with
@@ -15,9 +16,15 @@ overall_scores as (
     where grouping = 'overall'
 ),
 
+headline as (
+    select * from headline_policy
+),
+
 overall_thresholds as (
-    select * from threshold_metrics
-    where grouping = 'overall' and policy like 'p\_spoof\_%' escape '\'
+    select threshold_metrics.*
+    from threshold_metrics
+    semi join headline on threshold_metrics.policy = headline.policy
+    where threshold_metrics.grouping = 'overall'
 ),
 
 predictions as (

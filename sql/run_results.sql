@@ -1,6 +1,7 @@
 -- run_results: each run's reported epoch (best val eer) with its run configuration and its
 -- test and out-of-distribution metrics: the common input of the study tables.
 -- materialized: table
+-- depends_on: best_epochs, stg_runs, training_dynamics
 -- grain: one row per run.
 -- conventions: reported epoch as in best_epochs; metrics as in training_dynamics (grouping
 --   'overall', policy 'p_spoof_<threshold>', dataset roles 'val', 'test', 'ood').

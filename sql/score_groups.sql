@@ -1,141 +1,25 @@
--- score_groups: the per-group metric groups (grouping, group value) and which cells of
--- labelled predictions each one holds.
+-- score_groups: the metric groups and their keys (the group key, defined once).
 -- materialized: intermediate
--- grain: one row per group per cell it holds; a cell = the labelled predictions of one run,
---   epoch and dataset that share the label and every grouping column (a few hundred cells
---   per dataset at most, whatever the number of rows).
--- conventions:
---   grouping 'overall' (group_value 'all') is the whole dataset; 'condition', 'corpus',
---   'source_codec', 'language' and 'speaker' split rows by that column (rows where it is
---   null are in no group of that grouping).
---   grouping 'generator' and 'family' follow the asvspoof per-attack convention: a group
---   holds the spoofs of that generator (family) plus all bona fide rows of the same run,
---   epoch and dataset (pooled bona fide), since bona fide audio has no generator.
---   group_id is an integer naming (run_id, epoch, dataset, grouping, group_value) within
---   one evaluation (not stable across runs): the key the asv_* macros partition by. join
---   on the key columns, never store group_id.
---   groups are assigned to cells, not rows, so rows are only expanded once per group by
---   consumers that need it (grouped_scores) or aggregated first (score_blocks).
+-- depends_on: score_group_cells
+-- grain: one row per run per epoch per dataset per grouping per group value.
+-- conventions: groupings, pooled bona fide and group_id as in score_group_cells. the
+--   per-group tables (score_metrics, threshold_metrics, grouped_scores) compute by group_id
+--   and read their key columns from here.
 with
 
-scores as (
-    select * from stg_predictions
-    where is_spoof is not null
-),
-
-cells as (
-    select
-        *,
-        row_number() over () as cell_id,
-    from (
-        select distinct
-            run_id,
-            epoch,
-            dataset,
-            is_spoof,
-            condition,
-            corpus,
-            source_codec,
-            language,
-            speaker,
-            generator,
-            family,
-        from scores
-    ) as distinct_cells
-),
-
-own_value_groupings as (
-    unpivot (
-        select
-            cell_id,
-            'all' as overall,
-            condition,
-            corpus,
-            source_codec,
-            language,
-            speaker,
-        from cells
-    )
-    on overall, condition, corpus, source_codec, language, speaker
-    into name grouping value group_value
-),
-
-spoof_attack_groupings as (
-    unpivot (
-        select
-            cell_id,
-            generator,
-            family,
-        from cells
-        where is_spoof
-    )
-    on generator, family
-    into name grouping value group_value
-),
-
-attack_groups as (
-    select distinct
-        cells.run_id,
-        cells.epoch,
-        cells.dataset,
-        spoof_attack_groupings.grouping,
-        spoof_attack_groupings.group_value,
-    from spoof_attack_groupings
-    inner join cells on spoof_attack_groupings.cell_id = cells.cell_id
-),
-
-pooled_bonafide as (
-    select
-        cells.cell_id,
-        attack_groups.grouping,
-        attack_groups.group_value,
-    from attack_groups
-    inner join cells
-        on
-            attack_groups.run_id = cells.run_id
-            and attack_groups.epoch = cells.epoch
-            and attack_groups.dataset = cells.dataset
-            and not cells.is_spoof
-),
-
 memberships as (
-    select * from own_value_groupings
-    union all by name
-    select * from spoof_attack_groupings
-    union all by name
-    select * from pooled_bonafide
+    select * from score_group_cells
 ),
 
-keyed as (
-    select
-        dense_rank() over (
-            order by
-                cells.run_id,
-                cells.epoch,
-                cells.dataset,
-                memberships.grouping,
-                memberships.group_value
-        ) as group_id,
-        memberships.grouping,
-        memberships.group_value,
-        cells.* exclude (cell_id),
+group_keys as (
+    select distinct
+        group_id,
+        run_id,
+        epoch,
+        dataset,
+        grouping,
+        group_value,
     from memberships
-    inner join cells on memberships.cell_id = cells.cell_id
 )
 
-select
-    group_id,
-    run_id,
-    epoch,
-    dataset,
-    grouping,
-    group_value,
-    is_spoof,
-    condition,
-    corpus,
-    source_codec,
-    language,
-    speaker,
-    generator,
-    family,
-from keyed
+select * from group_keys

@@ -1,8 +1,9 @@
 -- score_metrics: eer, min_dcf, act_dcf and cllr (the asvspoof 5 metrics) per group.
 -- materialized: table
+-- depends_on: asv_block_metrics, score_blocks, score_groups
 -- grain: one row per run per epoch per dataset per grouping per group value.
 -- conventions: see asv_det_curve and asv_block_metrics (asvspoof 5 evaluation package);
---   groupings as in score_groups (generator/family groups pool the bona fide rows).
+--   groupings as in score_group_cells (generator/family groups pool the bona fide rows).
 --   thresholds are on cm_score (higher = bona fide). degenerate groups (one class) have
 --   null metrics and a reason.
 with
@@ -12,14 +13,7 @@ group_metrics as (
 ),
 
 group_keys as (
-    select distinct
-        group_id,
-        run_id,
-        epoch,
-        dataset,
-        grouping,
-        group_value,
-    from score_groups
+    select * from score_groups
 ),
 
 unpacked as (

@@ -1,5 +1,6 @@
 -- stg_epochs: the lake's `epochs` table (per-epoch training statistics).
 -- materialized: view
+-- depends_on: epochs
 -- grain: one row per run per epoch (epoch is 1-based).
 with
 

@@ -1,5 +1,6 @@
 -- stg_predictions: the lake's `predictions` table, renamed and cast for the metric sql.
 -- materialized: view
+-- depends_on: predictions
 -- grain: one row per run per epoch per dataset per clip (as `predictions`).
 -- conventions:
 --   positive class = spoof: is_spoof is true for label 'spoof', false for 'bonafide',

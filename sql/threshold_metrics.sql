@@ -1,19 +1,20 @@
 -- threshold_metrics: confusion counts and threshold metrics per group and threshold policy.
 -- materialized: table
+-- depends_on: headline_policy, score_blocks, score_groups, score_metrics
 -- grain: one row per run per epoch per dataset per grouping per group value per policy.
 -- conventions:
 --   positive class = spoof; sensitivity = recall = tp / (tp + fn); specificity =
 --   tn / (tn + fp).
---   policy 'p_spoof_<t>' (t = metric_params.threshold, 0.5 by default): predicted spoof
---   when p_spoof >= t.
+--   policy 'p_spoof_<t>' (headline_policy; t = metric_params.threshold, 0.5 by default):
+--   predicted spoof when p_spoof >= t.
 --   policy 'val_eer': predicted spoof when cm_score <= the eer threshold of the dataset
 --   'val' (grouping 'overall') of the same run and epoch; the det curve counts scores at or
 --   below its threshold as rejected, so '<=' keeps that reading.
 --   a metric whose denominator is zero is null and `reason` says why (the first such cause).
 with
 
-params as (
-    select threshold from metric_params
+headline as (
+    select * from headline_policy
 ),
 
 blocks as (
@@ -21,14 +22,7 @@ blocks as (
 ),
 
 group_keys as (
-    select distinct
-        group_id,
-        run_id,
-        epoch,
-        dataset,
-        grouping,
-        group_value,
-    from score_groups
+    select * from score_groups
 ),
 
 val_eer_thresholds as (
@@ -47,12 +41,12 @@ group_decisions as (
         blocks.group_id,
         blocks.is_spoof,
         blocks.n_rows,
-        'p_spoof_' || params.threshold::varchar as policy,
-        'p_spoof' as threshold_scale,
-        params.threshold,
-        blocks.p_spoof >= params.threshold as is_predicted_spoof,
+        headline.policy,
+        headline.threshold_scale,
+        headline.threshold,
+        blocks.p_spoof >= headline.threshold as is_predicted_spoof,
     from blocks
-    cross join params
+    cross join headline
     union all
     select
         blocks.group_id,

@@ -1,20 +1,28 @@
 -- training_dynamics: per-epoch training curves: train loss/accuracy beside the validation,
 -- test and out-of-distribution metrics of the same epoch.
 -- materialized: table
+-- depends_on: headline_policy, score_metrics, stg_epochs, threshold_metrics
 -- grain: one row per run per epoch (epochs from the `epochs` table or scored in
 --   predictions).
 -- conventions: dataset roles 'val' (validation split), 'test' (held-out, same
 --   distribution), 'ood' (out-of-distribution benchmark); grouping 'overall'; threshold
---   metrics at the policy 'p_spoof_<threshold>' (0.5 by default). missing roles give nulls.
+--   metrics at the headline policy 'p_spoof_<threshold>' (headline_policy, 0.5 by default).
+--   missing roles give nulls.
 with
 
 epochs as (
     select * from stg_epochs
 ),
 
+headline as (
+    select * from headline_policy
+),
+
 overall_threshold_metrics as (
-    select * from threshold_metrics
-    where grouping = 'overall' and policy like 'p\_spoof\_%' escape '\'
+    select threshold_metrics.*
+    from threshold_metrics
+    semi join headline on threshold_metrics.policy = headline.policy
+    where threshold_metrics.grouping = 'overall'
 ),
 
 overall_score_metrics as (

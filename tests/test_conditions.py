@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -12,6 +13,7 @@ from dfpipe.audio_io import decode, probe
 from dfpipe.conditions import (
     apply_condition,
     clip_seed,
+    describe_condition,
     parse_condition,
     plan_conditions,
     run_conditions,
@@ -54,6 +56,23 @@ def test_grammar_names_encode_parameters():
         with pytest.raises(ConfigError, match="condition"):
             parse_condition(bad)
 
+
+
+def test_describe_condition_names_codec_and_corruption():
+    assert describe_condition("noise_snr10+flac") == ("flac", "noise_snr10")
+    assert describe_condition("corrupt+mp3_64k") == ("mp3_64k", "corrupt")
+    assert describe_condition("flac") == ("flac", None)
+    assert describe_condition("raw") == ("raw", None)
+    assert describe_condition("polished") == ("flac", "polished")  # stored as FLAC
+    assert describe_condition("reverb_300ms+clip_30pct") == ("flac", "reverb_300ms+clip_30pct")
+    with pytest.raises(ConfigError, match="unknown step"):
+        describe_condition("mp3")
+
+
+def test_the_grammar_imports_without_ffmpeg():
+    code = ("import sys; import dfpipe.conditions.grammar; "
+            "assert 'av' not in sys.modules and 'dfpipe.conditions.dsp' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True)
 
 def test_mp3_decoded_back_differs_measurably_from_flac(corpus):
     wave = _speech(corpus)

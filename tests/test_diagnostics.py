@@ -249,13 +249,56 @@ def test_collect_outputs_uses_one_pass_and_the_bce_mean(tiny):
     assert out.mean_loss == pytest.approx(loss_fn(model(inputs), labels).item())
 
 
-def test_plot_hessian_summary_writes_a_figure(tmp_path, tiny):
+def _summary_of(traces: list[float], trainable_params: int = 1000) -> tuple[dg.TraceSummary, np.ndarray]:
+    samples = torch.tensor(traces, dtype=torch.float64)[:, None]
+    result = dg.HutchinsonTraces(samples=samples, losses=torch.zeros(len(traces), dtype=torch.float64))
+    return dg.summarize_traces(result, trainable_params, DiagnosticsConfig.bands), result.traces.numpy()
+
+
+def test_hessian_figure_marks_the_statistics_on_a_band_gauge(tmp_path, tiny):
     model, loss_fn, inputs, labels = tiny
     result = dg.hutchinson_trace(model, loss_fn, inputs[:6], labels[:6], 4, torch.Generator().manual_seed(0))
     summary = dg.summarize_traces(result, dg.count_trainable(model), DiagnosticsConfig.bands)
+    figure = dg.hessian_summary_figure(summary, result.traces.numpy())
+    gauge, axis = figure.axes
+    # the gauge: log scale over the three bands, one marker at trace / params
+    assert gauge.get_xscale() == "log"
+    assert {t.get_text() for t in gauge.texts} >= {"flat", "moderate", "sharp"}
+    [marker] = gauge.get_lines()
+    assert marker.get_xdata()[0] == pytest.approx(summary.trace_per_param)
+    assert any(f"trace ÷ params = {summary.trace_per_param:.6g} ({summary.band})" in t.get_text()
+               for t in gauge.texts)
+    # the per-clip axis: every clip, one line and one callout each for min, median, mean and max
+    [points] = axis.collections
+    assert len(points.get_offsets()) == 6
+    statistics = {name: getattr(summary, name) for name in ("min", "median", "mean", "max")}
+    assert sorted(line.get_xdata()[0] for line in axis.get_lines()) == pytest.approx(sorted(statistics.values()))
+    callouts = {t.get_text() for t in axis.texts}
+    assert callouts == {f"{name} {value:,.4g}" for name, value in statistics.items()}
+    assert f"mean {summary.mean:,.2f}" in figure.get_suptitle()
+
     path = dg.plot_hessian_summary(summary, result.traces.numpy(), str(tmp_path / "hessian.png"))
-    assert (tmp_path / "hessian.png").stat().st_size > 10_000
     assert path.endswith("hessian.png")
+    assert (tmp_path / "hessian.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_hessian_figure_goes_symlog_when_traces_span_more_than_100x_the_median():
+    narrow, narrow_traces = _summary_of([1.0, 2.0, 3.0, 150.0])  # max 75x the median 2.5
+    wide, wide_traces = _summary_of([1.0, 2.0, 3.0, 300.0])  # max 120x the median
+    linear_axis = dg.hessian_summary_figure(narrow, narrow_traces).axes[1]
+    assert linear_axis.get_xscale() == "linear" and "log" not in linear_axis.get_xlabel()
+    symlog_axis = dg.hessian_summary_figure(wide, wide_traces).axes[1]
+    assert symlog_axis.get_xscale() == "symlog"
+    assert symlog_axis.get_xlabel().endswith("symmetric log scale")
+    assert symlog_axis.get_xlim() == pytest.approx((0.0, 600.0))  # the clips set the view
+
+
+def test_hessian_figure_pins_an_off_scale_trace_per_param_to_the_gauge_edge():
+    summary, traces = _summary_of([-4.0, -1.0, 2.0])  # negative mean trace: off the log gauge
+    gauge = dg.hessian_summary_figure(summary, traces).axes[0]
+    [marker] = gauge.get_lines()
+    assert marker.get_xdata()[0] == pytest.approx(gauge.get_xlim()[0])
+    assert any("off scale: drawn at the edge" in t.get_text() for t in gauge.texts)
 
 
 # -- the stage on a real lake: real speech vs espeak-ng, real ingest, features and trainer -----
@@ -340,7 +383,7 @@ def test_diagnose_says_what_is_missing(trained_lake):
         dg.diagnose(lake_uri, run_id, holdout="heldout:mp3_128k@*")
 
 
-def test_diagnose_cli_prints_the_study_table_and_draws_the_figure(trained_lake, tmp_path):
+def test_diagnose_cli_prints_the_study_table_and_draws_the_figure(trained_lake, tmp_path, prefect_server):
     lake_uri, run_id = trained_lake
     figure = tmp_path / "hessian.png"
     args = ["diagnose", "--lake", lake_uri, "--run", run_id, "--per-class", "2", "--draws", "1", "--directions", "1",
@@ -373,7 +416,7 @@ def test_the_report_shows_each_diagnose_result(trained_lake, tmp_path):
 
 @pytest.mark.slow
 def test_diagnose_flow_on_a_local_cluster(trained_lake, prefect_server):
-    from flows.diagnose import run_diagnose_flow
+    from dfpipe.flows.diagnose import run_diagnose_flow
 
     lake_uri, run_id = trained_lake
     config = DiagnosticsConfig(per_class=2, draws=1, directions=1, scales=(1e-3,), seed=5)

@@ -8,7 +8,8 @@ from audio_helpers import speak, write_clips
 from dfpipe.conditions import run_conditions
 from dfpipe.config import FeaturesConfig, FrontendConfig
 from dfpipe.errors import ConfigError
-from dfpipe.features import iter_feature_batches, plan_features, run_features
+from dfpipe.feature_table import iter_feature_batches
+from dfpipe.features import plan_features, run_features
 from dfpipe.frontend import LFCCFrontend, MelFrontend, load_clip
 from dfpipe.lake import Lake
 

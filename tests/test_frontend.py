@@ -1,5 +1,10 @@
 from __future__ import annotations
 
+import dataclasses
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -29,7 +34,7 @@ def speech(tmp_path_factory):
 
 
 def _direct_torchaudio_mel(wave: torch.Tensor) -> torch.Tensor:
-    """The SPEC recipe written straight from torchaudio.transforms, one clip at a time."""
+    """The study's recipe written straight from torchaudio.transforms, one clip at a time."""
     mel = torchaudio.transforms.MelSpectrogram(sample_rate=16000, n_fft=1024, hop_length=160, f_min=20.0,
                                                f_max=7600.0, n_mels=128)(wave)  # (1, 128, T)
     db = torchaudio.transforms.AmplitudeToDB("power", top_db=80.0)(mel)
@@ -128,9 +133,29 @@ def test_modules_validate_and_register_buffers():
 
 
 def test_version_changes_with_any_parameter():
-    assert FrontendConfig().version == FrontendConfig().version
     assert FrontendConfig(n_mels=64).version != CFG.version
     assert FrontendConfig(audio=AudioConfig(clip_seconds=4.0)).version != CFG.version
+    # Every field is in the hash: a nudged value of each one gives a version of its own.
+    nudged = {"audio": AudioConfig(sample_rate=22_050), "pad_mode": "constant", "center": False,
+              "f_max": 7000.0, "lfcc_n_lfcc": 40, "lfcc_n_filter": 80, "lfcc_win_length": 256,
+              "delta_win_length": 7}
+    versions = {CFG.version}
+    for field in dataclasses.fields(FrontendConfig):
+        if field.name in nudged:
+            value = nudged[field.name]
+        else:
+            value = 40.0 if field.name == "f_min" else getattr(CFG, field.name) * 2
+        versions.add(dataclasses.replace(CFG, **{field.name: value}).version)
+    assert len(versions) == len(dataclasses.fields(FrontendConfig)) + 1
+
+
+def test_version_is_the_same_in_another_process():
+    # features rows written by one worker must match the version another process computes
+    # (Python's hash() is salted per process; the version must not depend on it).
+    script = "from dfpipe.config import FrontendConfig; print(FrontendConfig().version)"
+    child = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
+                           env={**os.environ, "PYTHONHASHSEED": "12345"})
+    assert child.stdout.strip() == CFG.version
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")

@@ -16,10 +16,20 @@ from asv_reference import act_dcf, cllr, eer, min_dcf, p_spoof, threshold_metric
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from dfpipe.conditions.grammar import describe_condition
 from dfpipe.config import MetricsConfig
 from dfpipe.errors import ConfigError
 from dfpipe.lake import Lake, conform
-from dfpipe.metrics import attach_metrics, build_models, compute_metrics, load_models, select_models
+from dfpipe.metrics import (
+    SQL_DIR,
+    attach_metrics,
+    build_models,
+    check_dependencies,
+    compute_metrics,
+    load_models,
+    select_models,
+)
+from dfpipe.schemas import TABLES
 
 FIXED_BONAFIDE = [2, 1, 0.5, -0.2, 3]
 FIXED_SPOOF = [-2, -1, 0.1, -3, -0.7, 0.8]
@@ -207,18 +217,31 @@ STUDY = {
 }
 
 
+def run_rows(run_ids: list[str], conditions: list[str], **columns) -> pa.Table:
+    """runs rows as `dfpipe train` writes them: codec and corruption from the condition grammar."""
+    n = len(run_ids)
+    described = [describe_condition(c) for c in conditions]
+    data = {
+        "run_id": run_ids, "arch": ["mel_cnn"] * n, "train_corpus": ["custom"] * n, "train_condition": conditions,
+        "codec": [codec for codec, _ in described], "corruption": [corruption for _, corruption in described],
+        "seed": [0] * n, "epochs_planned": [1] * n, "params": [1] * n, "trainable_params": [1] * n,
+        "checkpoint_bytes": [1] * n, "device": ["cpu"] * n, "config_json": ["{}"] * n,
+    }
+    data.update(columns)
+    return conform("runs", pa.table(data))
+
+
 @pytest.fixture(scope="module")
 def study_lake(tmp_path_factory):
     root = tmp_path_factory.mktemp("study")
     lake = Lake(str(root))
     tables = [prediction_rows(run, epoch, dataset, b, s) for (run, epoch, dataset), (b, s) in STUDY.items()]
     lake.write_shard("predictions", pa.concat_tables(tables), shard="study")
-    lake.write_shard("runs", pa.table({
-        "run_id": ["A", "B"], "arch": ["mel_cnn", "mel_aasist"], "train_corpus": ["custom", "asv5"],
-        "train_condition": ["flac", "corrupt+mp3_128k"], "seed": [0, 0], "epochs_planned": [2, 1],
-        "params": [400_000, 2_000_000], "trainable_params": [400_000, 2_000_000],
-        "checkpoint_bytes": [435_000, 2_200_000], "device": ["cpu", "cpu"], "config_json": ["{}", "{}"],
-    }), shard="runs")
+    lake.write_shard("runs", run_rows(
+        ["A", "B"], ["flac", "corrupt+mp3_128k"], arch=["mel_cnn", "mel_aasist"], train_corpus=["custom", "asv5"],
+        epochs_planned=[2, 1], params=[400_000, 2_000_000], trainable_params=[400_000, 2_000_000],
+        checkpoint_bytes=[435_000, 2_200_000],
+    ), shard="runs")
     lake.write_shard("epochs", pa.table({
         "run_id": ["A", "A"], "epoch": [1, 2], "train_loss": [0.6, 0.4], "train_acc": [0.7, 0.9],
         "n_train": [100, 100], "checkpoint_uri": ["a1.pt", "a2.pt"], "checkpoint_bytes": [435_000] * 2,
@@ -353,14 +376,172 @@ def test_attach_metrics_makes_dfpipe_query_see_the_tables(study_lake, tmp_path):
     assert attach_metrics(duckdb.connect(), Lake(str(tmp_path))) == []
 
 
-def test_models_are_ordered_by_their_references(tmp_path):
+def test_models_are_ordered_by_their_declared_dependencies(tmp_path):
     order = [m.name for m in load_models()]
     for model in load_models():
         assert all(order.index(ref) < order.index(model.name) for ref in model.refs)
-    (tmp_path / "a.sql").write_text("-- materialized: view\nselect * from b")
-    (tmp_path / "b.sql").write_text("-- materialized: view\nselect * from a")
+    (tmp_path / "a.sql").write_text("-- materialized: view\n-- depends_on: b\nselect * from b")
+    (tmp_path / "b.sql").write_text("-- materialized: view\n-- depends_on: predictions, metric_params\nselect 1")
+    assert [(m.name, m.refs, m.sources) for m in load_models(tmp_path)] == [
+        ("b", frozenset(), {"predictions", "metric_params"}), ("a", {"b"}, frozenset())]
+    # declared, not guessed: a name in the SQL text is no dependency
+    (tmp_path / "c.sql").write_text("-- materialized: view\n-- depends_on:\nselect 'a' as b")
+    assert next(m for m in load_models(tmp_path) if m.name == "c").depends_on == frozenset()
+    (tmp_path / "b.sql").write_text("-- materialized: view\n-- depends_on: a\nselect * from a")
     with pytest.raises(ConfigError, match="cycle"):
         load_models(tmp_path)
-    (tmp_path / "b.sql").write_text("select 1")
+    (tmp_path / "b.sql").write_text("-- materialized: view\n-- depends_on: predictions, nowhere\nselect 1")
+    with pytest.raises(ConfigError, match=r"b\.sql: depends_on names \['nowhere'\]"):
+        load_models(tmp_path)
+    (tmp_path / "b.sql").write_text("-- materialized: view\nselect * from predictions")
+    with pytest.raises(ConfigError, match="b.sql: add a '-- depends_on"):
+        load_models(tmp_path)
+    (tmp_path / "b.sql").write_text("-- depends_on: predictions\nselect 1")
     with pytest.raises(ConfigError, match="materialized"):
         load_models(tmp_path)
+
+
+def test_every_model_declares_what_it_reads():
+    """Each sql/ model builds alone, beside stand-ins for its declared dependencies only."""
+    check_dependencies()
+
+
+@pytest.mark.parametrize("undeclared", ["a lake table", "a model", "a macro"])
+def test_a_model_reading_an_undeclared_relation_fails(tmp_path, undeclared):
+    for name in ["stg_predictions", "stg_runs", "asv_det_curve", "asv_block_metrics", "asv_metrics"]:
+        (tmp_path / f"{name}.sql").write_text((SQL_DIR / f"{name}.sql").read_text())
+    sql = {
+        "a lake table": "-- depends_on: stg_predictions\n"
+                        "select * from stg_predictions inner join runs using (run_id)",
+        "a model": "-- depends_on: predictions, stg_predictions\n"
+                   "select * from stg_predictions inner join stg_runs using (run_id)",
+        "a macro": "-- depends_on: stg_predictions\n"
+                   "select * from asv_metrics('stg_predictions')",
+    }[undeclared]
+    (tmp_path / "leaky.sql").write_text(f"-- materialized: table\n{sql}")
+    with pytest.raises(ConfigError, match=r"sql/leaky\.sql reads a relation its '-- depends_on:' line"):
+        check_dependencies(load_models(tmp_path))
+
+
+def test_score_groups_key_every_group_once_and_the_long_form_agrees(study_lake):
+    """grouped_scores (rows joined to their groups by cell_id) gives score_metrics' values."""
+    con = study_lake[0].connect()
+    build_models(con, MetricsConfig(), select_models(load_models(), ["score_metrics", "grouped_scores", "asv_metrics"]))
+    assert con.execute("select count(*) - count(distinct (run_id, epoch, dataset, grouping, group_value)) "
+                       "from score_groups").fetchall() == [(0,)]
+    long_form = records(con, """
+        select groups.run_id, groups.epoch, groups.dataset, groups.grouping, groups.group_value,
+               long_form.n_bonafide, long_form.n_spoof, long_form.eer, long_form.eer_threshold, long_form.min_dcf
+        from asv_metrics('grouped_scores') as long_form inner join score_groups as groups using (group_id)
+        order by all""")
+    assert long_form == records(con, """
+        select run_id, epoch, dataset, grouping, group_value, n_bonafide, n_spoof, eer, eer_threshold, min_dcf
+        from score_metrics order by all""")
+    assert len(long_form) > len(STUDY)
+
+
+def test_one_headline_policy_names_the_threshold_metrics_the_study_tables_read():
+    config = MetricsConfig(threshold=0.25)
+    con = duckdb.connect()
+    con.register("rows", pa.concat_tables([prediction_rows("r", 1, "test", FIXED_BONAFIDE, FIXED_SPOOF),
+                                           prediction_rows("r", 1, "ood", FIXED_SPOOF, FIXED_BONAFIDE)]))
+    con.execute("create view predictions as select * from rows")
+    con.register("empty_epochs", TABLES["epochs"].empty_table())
+    con.execute("create view epochs as select * from empty_epochs")
+    build_models(con, config, select_models(load_models(), ["training_dynamics"]))
+    assert records(con, "select * from headline_policy") == [
+        {"policy": "p_spoof_0.25", "threshold_scale": "p_spoof", "threshold": 0.25}]
+    assert {r["policy"] for r in records(con, "select policy from threshold_metrics")} == {"p_spoof_0.25", "val_eer"}
+    (dynamics,) = records(con, "select * from training_dynamics")
+    expected = threshold_metrics(np.array([False] * 5 + [True] * 6),
+                                 p_spoof([*FIXED_BONAFIDE, *FIXED_SPOOF]) >= 0.25)
+    assert (dynamics["test_accuracy"], dynamics["test_f1"], dynamics["test_mcc"]) == (
+        expected["accuracy"], expected["f1"], expected["mcc"])
+
+
+def test_ablation_matrix_reads_codec_and_corruption_recorded_with_the_run():
+    conditions = ["noise_snr10+flac", "corrupt+mp3_64k", "flac", "polished", "raw"]
+    run_ids = [f"r{i}" for i in range(len(conditions))]
+    predictions = pa.concat_tables([prediction_rows(run, 1, "ood", [1.0, 2.0], [-1.0]) for run in run_ids])
+    for runs, expected in [
+        (run_rows(run_ids, conditions), [
+            ("r0", "flac", "noise_snr10", "corrupt"), ("r1", "mp3_64k", "corrupt", "corrupt"),
+            ("r2", "flac", None, "clean"), ("r3", "flac", "polished", "corrupt"), ("r4", "raw", None, "clean")]),
+        # a runs table written before the columns existed: nothing is parsed, nothing guessed
+        (run_rows(run_ids, conditions).drop_columns(["codec", "corruption"]),
+         [(run, None, None, None) for run in run_ids]),
+    ]:
+        con = duckdb.connect()
+        for name, data in {"predictions": predictions, "runs": runs,
+                           "epochs": TABLES["epochs"].empty_table()}.items():
+            con.register(f"{name}_rows", data)
+            con.execute(f"create view {name} as select * from {name}_rows")
+        build_models(con, MetricsConfig(), select_models(load_models(), ["ablation_matrix"]))
+        rows = con.execute("select run_id, codec, corruption, training_audio from ablation_matrix "
+                           "order by run_id").fetchall()
+        assert rows == expected
+
+
+def reference_bootstrap(rows: list[tuple[str, float, bool]], *, run_id: str, epoch: int, dataset: str,
+                        samples: int, seed: int, threshold: float = 0.5) -> dict:
+    """Percentile intervals from numpy, on the draws the documented scheme names.
+
+    Scheme (bootstrap_resamples): rows numbered 0..n-1 in (clip_id, cm_score) order; draw j of
+    replicate r (1-based) takes row hash(hash(seed, run_id, epoch, dataset), r, j) mod n.
+    DuckDB's hash() only names the row indices; the resampling, the per-replicate accuracy and
+    EER (asv_reference) and the quantiles are numpy.
+    """
+    ordered = sorted(rows)
+    cm = np.array([r[1] for r in ordered])
+    is_spoof = np.array([r[2] for r in ordered])
+    n = len(ordered)
+    draws = duckdb.execute(
+        "select (hash(hash(?::bigint, ?::varchar, ?::integer, ?::varchar), r.range, j.range) % ?::ubigint)::bigint "
+        "as row_index from range(1, ?::bigint + 1) as r cross join range(?::bigint) as j order by r.range, j.range",
+        [seed, run_id, epoch, dataset, n, samples, n],
+    ).fetchnumpy()["row_index"].reshape(samples, n)
+    accuracies, eers = [], []
+    for pick in draws:
+        accuracies.append(np.mean((p_spoof(cm[pick]) >= threshold) == is_spoof[pick]))
+        eers.append(eer(cm[pick][~is_spoof[pick]], cm[pick][is_spoof[pick]])[0])
+    defined = [e for e in eers if e is not None]
+    return {
+        "n_rows": n, "n_replicates": samples, "n_replicates_without_eer": samples - len(defined),
+        "accuracy": float(np.mean((p_spoof(cm) >= threshold) == is_spoof)),
+        "accuracy_ci_low": float(np.quantile(accuracies, 0.025)),
+        "accuracy_ci_high": float(np.quantile(accuracies, 0.975)),
+        "eer": eer(cm[~is_spoof], cm[is_spoof])[0],
+        "eer_ci_low": float(np.quantile(defined, 0.025)) if defined else None,
+        "eer_ci_high": float(np.quantile(defined, 0.975)) if defined else None,
+    }
+
+
+@pytest.mark.parametrize("seed", [0, 7])
+def test_bootstrap_intervals_equal_an_independent_resampling(seed):
+    """Every bootstrap_intervals row against numpy on the same draws: counts exactly, the
+    quantiles of the (exactly equal) replicate values to 1e-12 (interpolation rounding)."""
+    rng = np.random.default_rng(seed)
+    datasets = {
+        "val": (np.round(rng.normal(1, 1, 18), 1), np.round(rng.normal(-1, 1, 22), 1)),
+        "test": (np.round(rng.normal(0.5, 1, 9), 0), np.round(rng.normal(-0.5, 1, 14), 0)),
+        "tiny": (np.array([0.5]), np.array([-1.0, 0.5])),  # many replicates draw one class only
+    }
+    tables = [prediction_rows("R", 2, name, b.tolist(), s.tolist()) for name, (b, s) in datasets.items()]
+    tables.append(prediction_rows("R", 1, "val", [0.0, 0.0], [0.0]))  # epoch 1 is not reported
+    config = MetricsConfig(bootstrap_samples=150, bootstrap_seed=seed)
+    con = duckdb.connect()
+    con.register("rows", pa.concat_tables(tables))
+    con.execute("create view predictions as select * from rows")
+    build_models(con, config, select_models(load_models(), ["bootstrap_intervals"]))
+    got = {r["dataset"]: r for r in records(con, "select * from bootstrap_intervals")}
+    assert set(got) == set(datasets) and {r["epoch"] for r in got.values()} == {2}
+    for name, (bonafide, spoof) in datasets.items():
+        n_bonafide = len(bonafide)
+        rows = [(f"c{i}", float(score), i >= n_bonafide) for i, score in enumerate([*bonafide, *spoof])]
+        expected = reference_bootstrap(rows, run_id="R", epoch=2, dataset=name, samples=150, seed=seed)
+        row = got[name]
+        for key in ["n_rows", "n_replicates", "n_replicates_without_eer", "accuracy", "eer"]:
+            assert row[key] == expected[key], (name, key)
+        for key in ["accuracy_ci_low", "accuracy_ci_high", "eer_ci_low", "eer_ci_high"]:
+            assert_close(row[key], expected[key])
+    assert got["tiny"]["n_replicates_without_eer"] > 0

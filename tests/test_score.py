@@ -11,10 +11,10 @@ import torch
 from audio_helpers import ffmpeg, speak
 
 from dfpipe import checkpoints
+from dfpipe.archive_scoring import clip_rows, expand_paths, score_archive
 from dfpipe.config import FrontendConfig, ScoreConfig
-from dfpipe.frontend import MelFrontend, load_clip
+from dfpipe.frontend import MelFrontend, load_clip, windows
 from dfpipe.models import Batch, build_model, config_to_dict
-from dfpipe.score import clip_rows, expand_paths, score_archive
 
 FRONTEND = FrontendConfig()
 SMALL_PARTS = ScoreConfig(batch_size=16, files_per_task=2, max_in_flight=2, files_per_part=3)
@@ -85,12 +85,17 @@ def test_score_archive_scores_each_good_file_once_and_resumes(archive, checkpoin
     assert sorted(m.split(":")[0].removeprefix("rejected ") for m in messages) == sorted(broken)
     long2 = scores[str(root / "calls/long2.mp3")]
     assert long2["duration_s"] == pytest.approx(120, abs=0.1) and long2["n_windows"] == 79
-    assert long2["spoof_logit_window_max"] >= long2["spoof_logit_window_mean"]
-    # the centre-crop score is exactly the detector on load_clip (the study's convention)
+    # the centre-crop score is exactly the detector on load_clip (the study's convention), and
+    # the window scores are the detector on frontend.windows, computed here independently
     speech = str(root / "speech.wav")
     with torch.no_grad():
         expected = model(Batch(mel=MelFrontend(FRONTEND)(torch.from_numpy(load_clip(speech))[None])))
+        window_logits = model(Batch(mel=MelFrontend(FRONTEND)(torch.from_numpy(np.stack(
+            [w for _, w in windows(str(root / "calls/long2.mp3"), SMALL_PARTS.hop_s, FRONTEND.audio)])))))
     assert scores[speech]["spoof_logit_center"] == pytest.approx(float(expected[0]), abs=1e-4)
+    assert len(window_logits) == long2["n_windows"]
+    assert long2["spoof_logit_window_max"] == pytest.approx(float(window_logits.max()), abs=1e-4)
+    assert long2["spoof_logit_window_mean"] == pytest.approx(float(window_logits.mean()), abs=1e-4)
     assert len(glob.glob(f"{out}/scores/*.parquet")) >= 3  # written in parts, not at the end
 
     again = score_archive([str(root)], uri, str(out), config=SMALL_PARTS, progress=False, log=messages.append)

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from dfpipe.config import DEFAULT_LAKE, DaskConfig
+from dfpipe.config import DASK_ADDRESS_ENV, DEFAULT_LAKE, LAKE_ENV, DaskConfig
 from dfpipe.errors import DfpipeError
 
 
@@ -16,7 +16,7 @@ def lake_option(func: Callable[..., Any]) -> Callable[..., Any]:
     """``--lake``: the lake root (env ``DFPIPE_LAKE``; default ``./lake``)."""
     return click.option(
         "--lake",
-        envvar="DFPIPE_LAKE",
+        envvar=LAKE_ENV,
         default=DEFAULT_LAKE,
         show_default=True,
         help="Lake root: a folder or an fsspec URL (s3://bucket/lake).",
@@ -28,7 +28,7 @@ def dask_options(func: Callable[..., Any]) -> Callable[..., Any]:
 
     @click.option(
         "--dask-address",
-        envvar="DFPIPE_DASK_ADDRESS",
+        envvar=DASK_ADDRESS_ENV,
         default=None,
         help="Join this Dask scheduler (tcp://host:8786) instead of starting a LocalCluster.",
     )

@@ -36,9 +36,9 @@ def condition(lake: str, corpus: str, conditions: str, seed: int, clips_per_shar
       dfpipe condition --lake lake --corpus demo --conditions flac,mp3_128k,corrupt,polished
       dfpipe condition --lake lake --corpus demo --conditions corrupt+mp3_64k --workers 4
     """
-    from dfpipe.conditions import parse_condition
+    from dfpipe.conditions.grammar import parse_condition
+    from dfpipe.flows.conditions import run_conditions_flow
     from dfpipe.lake import Lake
-    from flows.conditions import run_conditions_flow
 
     names = [name.strip() for name in conditions.split(",") if name.strip()]
     config = ConditionsConfig(seed=seed, clips_per_shard=clips_per_shard, polish_loudness_lufs=loudness)

@@ -36,7 +36,7 @@ def build_demo(out_dir: str, size: str, seed: int, dask_config: DaskConfig) -> N
       dfpipe ingest --lake lake --corpus demo --format csv corpora/demo-full/manifest.csv
     """
     from dfpipe.corpora.demo import build_demo_corpus, cached_build
-    from dfpipe.executors import dask_client
+    from dfpipe.flows._common import dask_client
 
     summary = cached_build(out_dir, size, seed)
     if summary is None:

@@ -1,13 +1,22 @@
-"""``dfpipe diagnose``: loss-landscape and representation diagnostics of a checkpoint."""
+"""``dfpipe diagnose``: loss-landscape and representation diagnostics of a checkpoint.
+
+The command runs the diagnose flow (:func:`dfpipe.flows.diagnose.run_diagnose_flow`): in
+this process by default, so its progress callback drives the bar; on a Dask cluster with
+``--dask-address`` / ``--workers``.
+"""
 
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 import click
 
-from dfpipe.cli._common import friendly_errors, lake_option
-from dfpipe.config import DiagnosticsConfig
+from dfpipe.cli._common import dask_options, friendly_errors, lake_option
+from dfpipe.config import DaskConfig, DiagnosticsConfig
+
+if TYPE_CHECKING:
+    from dfpipe.diagnostics import DiagnoseSummary
 
 
 @click.command()
@@ -28,14 +37,17 @@ from dfpipe.config import DiagnosticsConfig
 @click.option("--figure", type=click.Path(dir_okay=False), default=None,
               help="Also draw the Hessian summary figure here (.png, .pdf, .svg).")
 @click.option("--overwrite", is_flag=True, help="Recompute even if these diagnostics are in the lake.")
+@dask_options
 @friendly_errors
 def diagnose(lake: str, run_id: str, epoch: int | None, holdout: str | None, per_class: int, draws: int,
-             directions: int, seed: int, device: str, figure: str | None, overwrite: bool) -> None:
+             directions: int, seed: int, device: str, figure: str | None, overwrite: bool,
+             dask_config: DaskConfig) -> None:
     """Hessian trace (Hutchinson), generalisation gap, gradient SNR, weight norms,
     Davies-Bouldin, calibration and local linearity of one checkpoint.
 
     Writes diagnostics_hessian (per clip), diagnostics_summary and diagnostics_linearity;
-    `dfpipe metrics` turns them into the diagnostics_report table.
+    `dfpipe metrics` turns them into the diagnostics_report table. Runs the diagnose flow
+    in this process (with progress); --dask-address or --workers run it on a Dask cluster.
 
     \b
     Examples:
@@ -43,31 +55,21 @@ def diagnose(lake: str, run_id: str, epoch: int | None, holdout: str | None, per
       dfpipe query --lake lake "select * from diagnostics_summary where layer is null"
     """
     from rich.console import Console
-    from rich.progress import Progress
     from rich.table import Table
 
-    from dfpipe.diagnostics import diagnose as run_diagnose
     from dfpipe.diagnostics import hessian_figure
+    from dfpipe.flows.diagnose import run_diagnose_flow
     from dfpipe.lake import Lake
 
     config = DiagnosticsConfig(per_class=per_class, draws=draws, directions=directions, seed=seed, device=device)
+    where = Lake(lake)
     started = time.perf_counter()
-    with Progress(transient=True) as bar:
-        tasks: dict[str, int] = {}
-        logged: dict[str, int] = {}
-
-        def progress(phase: str, done: int, total: int) -> None:
-            if phase not in tasks:
-                tasks[phase] = bar.add_task(phase, total=total)
-            bar.update(tasks[phase], completed=done, total=total)
-            if not bar.console.is_terminal:  # no live bar in logs: a line per tenth instead
-                tenth = done * 10 // max(total, 1)
-                if tenth > logged.get(phase, -1):
-                    logged[phase] = tenth
-                    click.echo(f"{phase}: {done}/{total} ({time.perf_counter() - started:.0f} s)", err=True)
-
-        result = run_diagnose(Lake(lake).uri, run_id, epoch, holdout, config, overwrite=overwrite,
-                              progress=progress)
+    if dask_config.address or dask_config.n_workers:  # opt-in: a cluster, which no callback reaches
+        click.echo("diagnosing on Dask: progress is in the worker logs", err=True)
+        [result] = run_diagnose_flow(where.uri, [(run_id, epoch)], holdout=holdout, config=config,
+                                     overwrite=overwrite, dask_config=dask_config)
+    else:
+        result = _in_process(where.uri, run_id, epoch, holdout, config, overwrite, started)
 
     console = Console()
     table = Table("Metric", "Value", title=f"run {result.run_id} epoch {result.epoch} on {result.holdout} "
@@ -82,10 +84,36 @@ def diagnose(lake: str, run_id: str, epoch: int | None, holdout: str | None, per
         linearity.add_row(f"{row.scale:g}", f"{row.actual_change_mean:.3g}", f"{row.predicted_change_mean:.3g}",
                           f"{row.rel_error_median:.3g}")
     console.print(linearity)
-    where = Lake(lake)
     if figure:
         click.echo(f"figure: {hessian_figure(where.uri, result, figure)}")
     state = "already in the lake (use --overwrite to recompute)" if result.skipped else "written"
     click.echo(f"diagnostics {state}: {where.table_path('diagnostics_summary', {'run_id': result.run_id})} "
                f"(+ diagnostics_hessian, diagnostics_linearity), shard {result.shard}; "
                f"{time.perf_counter() - started:.1f} s")
+
+
+def _in_process(lake_uri: str, run_id: str, epoch: int | None, holdout: str | None, config: DiagnosticsConfig,
+                overwrite: bool, started: float) -> DiagnoseSummary:
+    """The flow on Prefect's thread runner, with a live bar; when stdout is not a terminal,
+    one line per tenth of each phase instead."""
+    from rich.progress import Progress
+
+    from dfpipe.flows.diagnose import run_diagnose_flow
+
+    with Progress(transient=True) as bar:
+        tasks: dict[str, int] = {}
+        logged: dict[str, int] = {}
+
+        def progress(phase: str, done: int, total: int) -> None:
+            if phase not in tasks:
+                tasks[phase] = bar.add_task(phase, total=total)
+            bar.update(tasks[phase], completed=done, total=total)
+            if not bar.console.is_terminal:  # no live bar in logs: a line per tenth instead
+                tenth = done * 10 // max(total, 1)
+                if tenth > logged.get(phase, -1):
+                    logged[phase] = tenth
+                    click.echo(f"{phase}: {done}/{total} ({time.perf_counter() - started:.0f} s)", err=True)
+
+        [result] = run_diagnose_flow(lake_uri, [(run_id, epoch)], holdout=holdout, config=config,
+                                     overwrite=overwrite, progress=progress)
+    return result

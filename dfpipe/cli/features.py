@@ -7,14 +7,15 @@ import time
 import click
 
 from dfpipe.cli._common import dask_options, friendly_errors, lake_option
-from dfpipe.config import DaskConfig, FeaturesConfig
+from dfpipe.config import RAW_CONDITION, DaskConfig, FeaturesConfig
 
 
 @click.command()
 @lake_option
 @click.option("--corpus", required=True, help="Corpus in the lake.")
 @click.option("--condition", required=True,
-              help="A condition made by `dfpipe condition` (flac, mp3_128k, ...) or 'raw' (original files).")
+              help=f"A condition made by `dfpipe condition` (flac, mp3_128k, ...) or {RAW_CONDITION!r} "
+                   "(original files).")
 @click.option("--clips-per-shard", type=int, default=FeaturesConfig.clips_per_shard, show_default=True,
               help="Clips per unit of parallel work and of commit.")
 @click.option("--batch-size", type=int, default=FeaturesConfig.batch_size, show_default=True,
@@ -33,9 +34,9 @@ def features(lake: str, corpus: str, condition: str, clips_per_shard: int, batch
       dfpipe features --lake lake --corpus demo --condition flac
       dfpipe query --lake lake "select condition, frontend_version, count(*) from features group by all"
     """
-    from dfpipe.conditions import parse_condition
+    from dfpipe.conditions.grammar import parse_condition
+    from dfpipe.flows.features import run_features_flow
     from dfpipe.lake import Lake
-    from flows.features import run_features_flow
 
     config = FeaturesConfig(clips_per_shard=clips_per_shard, batch_size=batch_size)
     parse_condition(condition, config.frontend.audio.sample_rate)  # fail before the cluster starts

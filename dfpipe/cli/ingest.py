@@ -33,8 +33,8 @@ def ingest(lake: str, corpus: str, corpus_format: str, allow_outside_root: bool,
       dfpipe ingest --lake lake --corpus mine --format csv --workers 4 data/manifest.csv
       dfpipe query --lake lake "select label, count(*) from clips group by 1"
     """
+    from dfpipe.flows.ingest import run_ingest_flow
     from dfpipe.lake import Lake, check_name
-    from flows.ingest import run_ingest_flow
 
     check_name("corpus", corpus)  # before a cluster starts
     config = IngestConfig(files_per_shard=files_per_shard, allow_outside_root=allow_outside_root)

@@ -1,4 +1,5 @@
-"""``dfpipe score`` (clips of the lake) and ``dfpipe score-archive`` (files on disk)."""
+"""``dfpipe score`` (clips of the lake) and ``dfpipe score-archive`` (files on disk), both run
+in their Prefect flows (:mod:`dfpipe.flows.score`); ``score-archive --no-flow`` runs in-process."""
 
 from __future__ import annotations
 
@@ -17,19 +18,22 @@ from dfpipe.config import DaskConfig, ScoreConfig
 @click.option("--split", default=None, help="Only this split.")
 @click.option("--dataset", default=None, help="predictions.dataset name (default: the corpus name).")
 @click.option("--device", default=ScoreConfig.device, show_default=True)
+@dask_options
 @friendly_errors
 def score(lake: str, run_id: str, epoch: int | None, corpus: str, condition: str | None, split: str | None,
-          dataset: str | None, device: str) -> None:
+          dataset: str | None, device: str, dask_config: DaskConfig) -> None:
     """Score a corpus of the lake with a run's checkpoint into the predictions table.
 
     \b
     Example:
       dfpipe score --lake lake --run 3f2a... --corpus itw --dataset itw
     """
-    from dfpipe.score import score as run_score
+    from dfpipe.flows.score import score_flow
+    from dfpipe.score import run_data_spec
 
-    spec = corpus + (f":{condition}" if condition else "") + (f"@{split}" if split else "")
-    summary = run_score(lake, run_id, spec, dataset=dataset, epoch=epoch, config=ScoreConfig(device=device))
+    text = corpus + (f":{condition}" if condition else "") + (f"@{split}" if split else "")
+    summary = score_flow(lake_uri=lake, run_id=run_id, data=run_data_spec(lake, run_id, text), dataset=dataset,
+                         epoch=epoch, config=ScoreConfig(device=device), dask_config=dask_config)
     click.echo(f"wrote {summary.rows} predictions ({summary.data}) as dataset {summary.dataset!r}, "
                f"run {summary.run_id} epoch {summary.epoch}, in {lake}")
 
@@ -59,11 +63,11 @@ def score_archive(paths: tuple[str, ...], checkpoint: str, out: str, hop_s: floa
     """
     config = ScoreConfig(hop_s=hop_s, batch_size=batch_size, device=device)
     if no_flow:
-        from dfpipe.score import score_archive as run
+        from dfpipe.archive_scoring import score_archive as run
 
         summary = run(list(paths), checkpoint, out, config=config)
     else:
-        from flows.score import score_archive_flow
+        from dfpipe.flows.score import score_archive_flow
 
         summary = score_archive_flow(paths=list(paths), checkpoint=checkpoint, out=out, config=config,
                                      dask_config=dask_config)

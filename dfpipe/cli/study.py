@@ -68,8 +68,8 @@ def report(lake: str, out_dir: str | None) -> None:
 
 
 def _run(study_file: str, lake: str, report_dir: str | None, dask_config: DaskConfig) -> None:
+    from dfpipe.flows.study import study_flow
     from dfpipe.lake import Lake
-    from flows.study import study_flow
 
     result = study_flow(study_file, lake, dask_config.address, report_dir)
     con = Lake(lake).connect()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from dfpipe.cli._common import dask_options, friendly_errors, lake_option
-from dfpipe.config import DaskConfig, TrainConfig
+from dfpipe.config import VAL_DATASET, DaskConfig, TrainConfig
 from dfpipe.models import ARCHITECTURES
 
 
@@ -13,11 +13,15 @@ from dfpipe.models import ARCHITECTURES
 @lake_option
 @click.option("--arch", required=True, type=click.Choice(sorted(ARCHITECTURES)), help="Detector to train.")
 @click.option("--train", "train_data", required=True, metavar="CORPUS[:COND][@SPLIT]",
-              help="Training data (condition default 'raw', split default 'train'); 5% (stratified) is 'val'.")
+              help=f"Training data (condition default {TrainConfig.default_condition!r}, split default "
+                   f"{TrainConfig.default_train_split!r}); {TrainConfig.val_fraction:.0%} (stratified) is "
+                   f"{VAL_DATASET!r}.")
 @click.option("--eval", "eval_data", multiple=True, metavar="NAME=CORPUS[:COND][@SPLIT]",
               help="An eval set scored every epoch (repeatable; split default: every clip).")
-@click.option("--epochs", type=int, default=None, help="Default: 50 for mel models, 15 for WavLM models.")
-@click.option("--batch-size", type=int, default=None, help="Default: 128 mel, 64 WavLM.")
+@click.option("--epochs", type=int, default=None,
+              help=f"Default: {TrainConfig.MEL_EPOCHS} for mel models, {TrainConfig.WAVLM_EPOCHS} for WavLM models.")
+@click.option("--batch-size", type=int, default=None,
+              help=f"Default: {TrainConfig.MEL_BATCH} mel, {TrainConfig.WAVLM_BATCH} WavLM.")
 @click.option("--lr", type=float, default=TrainConfig.lr, show_default=True)
 @click.option("--seed", type=int, default=TrainConfig.seed, show_default=True)
 @click.option("--device", default=TrainConfig.device, show_default=True, help="auto, cpu, cuda or cuda:N.")
@@ -39,16 +43,19 @@ def train(lake: str, arch: str, train_data: str, eval_data: tuple[str, ...], epo
     """
     import dataclasses
 
+    from dfpipe.clipsets import DataSpec
     from dfpipe.errors import ConfigError
     from dfpipe.models import default_config
 
+    cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device)
+    train_spec = DataSpec.parse(train_data, default_condition=cfg.default_condition,
+                                default_split=cfg.default_train_split)
     evals = {}
     for item in eval_data:
-        name, sep, spec = item.partition("=")
-        if not sep or not name or not spec:
+        name, sep, text = item.partition("=")
+        if not sep or not name or not text:
             raise ConfigError(f"--eval {item!r}: expected NAME=CORPUS[:COND][@SPLIT]")
-        evals[name] = spec
-    cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device)
+        evals[name] = DataSpec.parse(text, default_condition=cfg.default_condition, default_split=None)
     model_config = default_config(arch)
     if wavlm:
         if not arch.startswith("wavlm"):
@@ -57,12 +64,12 @@ def train(lake: str, arch: str, train_data: str, eval_data: tuple[str, ...], epo
     if no_flow:
         from dfpipe.train import train as run_training
 
-        summary = run_training(cfg, lake, arch=arch, train_data=train_data, eval_data=evals,
+        summary = run_training(cfg, lake, arch=arch, train_data=train_spec, eval_data=evals,
                                model_config=model_config)
     else:
-        from flows.train import train_flow
+        from dfpipe.flows.train import train_flow
 
-        summary = train_flow(lake_uri=lake, arch=arch, train_data=train_data, eval_data=evals, cfg=cfg,
+        summary = train_flow(lake_uri=lake, arch=arch, train_data=train_spec, eval_data=evals, cfg=cfg,
                              model_config=model_config, dask_config=dask_config)
     click.echo(f"run {summary.run_id}: {summary.epochs_done} epoch(s) committed ({summary.epochs_trained} now), "
                f"{summary.n_train} train / {summary.n_val} val clips, {summary.params:,} params on {summary.device}")

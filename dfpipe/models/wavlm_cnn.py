@@ -35,6 +35,7 @@ class WavLMCNN(Detector):
         self.frames = WavLMFrames(config.wavlm, config.unfreeze_layers, pretrained=pretrained)
         self.project = nn.Linear(self.frames.hidden_size, config.feature_bins)
         self.cnn = MelCNN(config.head)
+        del self.cnn.head  # only its embedding is used: this model's own head makes the logit
         self.head = nn.Linear(config.head.embed_dim, 1)
 
     def embed(self, batch: Batch) -> torch.Tensor:

@@ -3,8 +3,8 @@ from __future__ import annotations
 from ingest_fixtures import broken_files, tone
 
 from dfpipe.config import DaskConfig, IngestConfig
+from dfpipe.flows.ingest import run_ingest_flow
 from dfpipe.lake import Lake
-from flows.ingest import run_ingest_flow
 
 
 def test_ingest_flow_on_a_local_cluster(prefect_server, tmp_path):

@@ -98,10 +98,10 @@ def deploy_env(home: Path, **extra: str) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def project_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A scratch copy of the project as a worker sees it (``prefect deploy`` may write next to
-    prefect.yaml; the flows are a link to the real ones)."""
+    prefect.yaml; the package with its flows is a link to the real one)."""
     root = tmp_path_factory.mktemp("project")
     shutil.copy(PROJECT_FILE, root / "prefect.yaml")
-    for folder in ("flows", "studies"):
+    for folder in ("dfpipe", "studies"):
         (root / folder).symlink_to(REPO / folder, target_is_directory=True)
     return root
 

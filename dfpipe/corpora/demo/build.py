@@ -50,8 +50,8 @@ from dfpipe.corpora.demo.sources import (
 )
 from dfpipe.corpora.demo.texts import text_pool
 from dfpipe.errors import ConfigError, RejectedInput
-from dfpipe.executors import Executor, map_shards
-from dfpipe.lake import stable_id
+from dfpipe.lake import atomic_write, stable_id
+from dfpipe.stage_kit import Executor, map_shards
 
 SIZES = ("small", "full")
 MANIFEST_COLUMNS = ("path", "label", "generator", "family", "speaker", "language", "split")
@@ -293,9 +293,7 @@ def render_shard(args: tuple[str, list[PairPlan], int, DemoCorpusConfig]) -> tup
 
 
 def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write(str(path), lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
 
 
 def _csv_text(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:

@@ -24,7 +24,6 @@ classes; ``dfpipe corpus check`` proves that cheap features no longer tell them 
 from __future__ import annotations
 
 import io
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +33,7 @@ import numpy as np
 from dfpipe.audio_io import decode
 from dfpipe.config import DemoCorpusConfig
 from dfpipe.errors import RejectedInput
+from dfpipe.lake import atomic_write
 
 FRAME_S = 0.02
 """Frame length (s) of the energy measurements (silence, trimming, VAD)."""
@@ -257,6 +257,5 @@ def write_flac(path: Path, x: np.ndarray, sample_rate: int) -> None:
     import soundfile
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    soundfile.write(tmp, np.clip(x, -1.0, 1.0), sample_rate, subtype="PCM_16", format="FLAC")
-    os.replace(tmp, path)
+    atomic_write(str(path), lambda tmp: soundfile.write(tmp, np.clip(x, -1.0, 1.0), sample_rate,
+                                                        subtype="PCM_16", format="FLAC"))

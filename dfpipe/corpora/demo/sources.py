@@ -152,6 +152,6 @@ def scan_source(source: BonafideSource, sample_rate: int, config: DemoCorpusConf
 
 
 def scan_shard(args: tuple[list[BonafideSource], int, DemoCorpusConfig]) -> list[SourceScan]:
-    """:func:`scan_source` over one shard (the unit :func:`dfpipe.executors.map_shards` runs)."""
+    """:func:`scan_source` over one shard (the unit :func:`dfpipe.stage_kit.map_shards` runs)."""
     sources, sample_rate, config = args
     return [scan_source(source, sample_rate, config) for source in sources]

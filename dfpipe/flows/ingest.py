@@ -1,6 +1,6 @@
 """The ingest flow: plan in the flow, probe shards in parallel on Dask workers.
 
-Run it with ``dfpipe ingest`` or ``python -m flows.ingest --corpus NAME --format F PATH``.
+Run it with ``dfpipe ingest`` (the command runs this flow), or import it.
 The work itself lives in :mod:`dfpipe.ingest`; this module only wires it to Prefect
 (retries, the Dask task runner) and shows a progress bar as shards complete.
 """
@@ -12,10 +12,9 @@ import time
 
 from prefect import flow, task, unmapped
 from prefect.cache_policies import NO_CACHE
-from prefect.futures import as_completed
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from dfpipe.config import DaskConfig, IngestConfig
+from dfpipe.flows._common import completed, dask_task_runner
 from dfpipe.ingest import (
     DEFAULT_CONFIG,
     IngestShard,
@@ -26,7 +25,6 @@ from dfpipe.ingest import (
     plan_ingest,
     summarize,
 )
-from flows._common import dask_task_runner
 
 DEFAULT_DASK = DaskConfig()
 
@@ -56,13 +54,7 @@ def ingest_flow(
     started = time.perf_counter()
     plan = plan_ingest(lake_uri, corpus, corpus_entries(corpus_format, path, config), config)
     futures = probe_shard.map(unmapped(lake_uri), unmapped(corpus), list(plan.shards), unmapped(config))
-    results = []
-    columns = (TextColumn("ingest {task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with Progress(*columns, disable=not show_progress) as progress:
-        bar = progress.add_task(corpus, total=len(plan.shards))
-        for future in as_completed(futures):
-            results.append(future.result())
-            progress.advance(bar)
+    results = list(completed(list(futures), f"ingest {corpus}", show_progress))
     return summarize(lake_uri, plan, results, time.perf_counter() - started)
 
 
@@ -81,9 +73,3 @@ def run_ingest_flow(
     return ingest_flow.with_options(task_runner=runner)(
         lake_uri, corpus, corpus_format, os.fspath(path), config, show_progress
     )
-
-
-if __name__ == "__main__":
-    from dfpipe.cli.ingest import ingest as _cli
-
-    _cli()

@@ -1,6 +1,6 @@
 """The features flow: plan in the flow, compute each shard's features on a Dask worker.
 
-Run it with ``dfpipe features`` or ``python -m flows.features --corpus NAME --condition C``.
+Run it with ``dfpipe features`` (the command runs this flow), or import it.
 The work lives in :mod:`dfpipe.features`; this module wires it to Prefect.
 """
 
@@ -9,10 +9,10 @@ from __future__ import annotations
 from prefect import flow, task, unmapped
 from prefect.cache_policies import NO_CACHE
 
-from dfpipe.conditions import StageSummary
 from dfpipe.config import DaskConfig, FeaturesConfig
 from dfpipe.features import FeatureShard, feature_shard, plan_features
-from flows._common import collect, dask_task_runner
+from dfpipe.flows._common import collect, dask_task_runner
+from dfpipe.stage_kit import StageSummary
 
 
 @task(retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
@@ -36,9 +36,3 @@ def run_features_flow(lake_uri: str, corpus: str, condition: str, *, config: Fea
     """Run :func:`features_flow` on a LocalCluster, or on the scheduler in ``dask_config``."""
     runner = dask_task_runner(dask_config or DaskConfig())
     return features_flow.with_options(task_runner=runner)(lake_uri, corpus, condition, config, show_progress)
-
-
-if __name__ == "__main__":
-    from dfpipe.cli.features import features as _cli
-
-    _cli()

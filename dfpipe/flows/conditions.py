@@ -1,6 +1,6 @@
 """The conditions flow: plan in the flow, make each shard's audio on a Dask worker.
 
-Run it with ``dfpipe condition`` or ``python -m flows.conditions --corpus NAME --conditions ...``.
+Run it with ``dfpipe condition`` (the command runs this flow), or import it.
 The work lives in :mod:`dfpipe.conditions`; this module wires it to Prefect (retries, the
 Dask task runner) and shows a progress bar as shards complete.
 """
@@ -10,9 +10,10 @@ from __future__ import annotations
 from prefect import flow, task, unmapped
 from prefect.cache_policies import NO_CACHE
 
-from dfpipe.conditions import ConditionShard, StageSummary, condition_shard, plan_conditions
+from dfpipe.conditions import ConditionShard, condition_shard, plan_conditions
 from dfpipe.config import ConditionsConfig, DaskConfig
-from flows._common import collect, dask_task_runner
+from dfpipe.flows._common import collect, dask_task_runner
+from dfpipe.stage_kit import StageSummary
 
 
 # Retries cover worker loss and flaky storage; clips ffmpeg cannot handle never raise (they
@@ -43,9 +44,3 @@ def run_conditions_flow(lake_uri: str, corpus: str, conditions: list[str], *,
     runner = dask_task_runner(dask_config or DaskConfig())
     return conditions_flow.with_options(task_runner=runner)(lake_uri, corpus, list(conditions), config,
                                                             show_progress)
-
-
-if __name__ == "__main__":
-    from dfpipe.cli.condition import condition as _cli
-
-    _cli()

@@ -3,7 +3,8 @@
     build demo corpora -> ingest -> conditions -> features -> train every run (every epoch
     scored on val and each eval set) -> metrics -> report
 
-Every stage is a sub-flow of its own (``flows/<stage>.py``) and every stage skips work
+Every stage up to training is a sub-flow of its own (``dfpipe/flows/<stage>.py``); metrics
+and the report run in this flow's process (DuckDB, matplotlib). Every stage skips work
 already committed to the lake, so a killed study re-run resumes where it stopped: finished
 shards, features and epochs are not redone, and a half-trained run continues from its last
 epoch. All stages share one Dask cluster (a LocalCluster started here, or
@@ -12,7 +13,6 @@ epoch. All stages share one Dask cluster (a LocalCluster started here, or
 
 from __future__ import annotations
 
-import os
 import time
 from collections import defaultdict
 from collections.abc import Iterator
@@ -24,14 +24,14 @@ from prefect.cache_policies import NO_CACHE
 
 from dfpipe.config import DaskConfig, demo_corpus_dir
 from dfpipe.corpora.demo import build_demo_corpus
-from dfpipe.executors import dask_client
+from dfpipe.flows._common import dask_client, dask_config_from_env
+from dfpipe.flows.conditions import run_conditions_flow
+from dfpipe.flows.features import run_features_flow
+from dfpipe.flows.ingest import run_ingest_flow
+from dfpipe.flows.train import train_flow
 from dfpipe.metrics import compute_metrics
 from dfpipe.report import write_report
 from dfpipe.study import load_study, plan_study, sample_manifest
-from flows.conditions import run_conditions_flow
-from flows.features import run_features_flow
-from flows.ingest import run_ingest_flow
-from flows.train import train_flow
 
 
 @dataclass
@@ -62,7 +62,7 @@ def study_flow(study_file: str, lake: str, dask_address: str | None = None, repo
     plan = plan_study(study)
     result = StudyResult()
     # A deployment run gets its cluster from the worker's environment (infra/compose.yaml).
-    with dask_client(DaskConfig(address=dask_address or os.environ.get("DFPIPE_DASK_ADDRESS"))) as client:
+    with dask_client(dask_config_from_env(dask_address)) as client:
         dask = DaskConfig(address=client.scheduler.address)
 
         with _timed(result.stage_seconds, "ingest"):
@@ -90,8 +90,8 @@ def study_flow(study_file: str, lake: str, dask_address: str | None = None, repo
 
         with _timed(result.stage_seconds, "train"):
             for run in plan.runs:
-                summary = train_flow(lake_uri=lake, arch=run.arch, train_data=study.data_spec(run.train_set),
-                                     eval_data={name: study.data_spec(name) for name in study.eval_sets},
+                summary = train_flow(lake_uri=lake, arch=run.arch, train_data=study.train_data(run.train_set),
+                                     eval_data=study.eval_data(),
                                      cfg=study.train_config(run),
                                      model_config=study.arch_config(run.arch), dask_config=dask)
                 result.run_ids.append(summary.run_id)

@@ -13,21 +13,12 @@ the Prefect worker itself.
 
 from __future__ import annotations
 
-import os
-
 from prefect import flow
 
-from dfpipe.config import DaskConfig, ScoreConfig
-from dfpipe.score import ArchiveSummary
-from flows.score import score_archive_flow
-
-DASK_ADDRESS_ENV = "DFPIPE_DASK_ADDRESS"
-"""The variable ``dfpipe --dask-address`` also reads."""
-
-
-def deployment_dask_config(dask_address: str | None) -> DaskConfig:
-    """``dask_address``, else ``$DFPIPE_DASK_ADDRESS``, else a LocalCluster (``DaskConfig()``)."""
-    return DaskConfig(address=dask_address or os.environ.get(DASK_ADDRESS_ENV) or None)
+from dfpipe.archive_scoring import ArchiveSummary
+from dfpipe.config import ScoreConfig
+from dfpipe.flows._common import dask_config_from_env
+from dfpipe.flows.score import score_archive_flow
 
 
 @flow(name="score-archive-deployment")
@@ -56,4 +47,4 @@ def score_archive_deployment(
     """
     config = ScoreConfig(hop_s=hop_s, batch_size=batch_size, device=device)
     return score_archive_flow(paths=list(archive), checkpoint=checkpoint, out=out, config=config,
-                              dask_config=deployment_dask_config(dask_address))
+                              dask_config=dask_config_from_env(dask_address))

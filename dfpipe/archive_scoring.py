@@ -1,0 +1,307 @@
+"""Scoring archives: a checkpoint over audio files on disk (globs, folders), into a Parquet folder.
+
+:func:`score_archive` writes ``OUT/scores/part-*.parquet`` (schema
+:data:`dfpipe.schemas.ARCHIVE_SCORES`) and ``OUT/rejects/part-*.parquet`` (schema ``REJECTS``)
+for files that cannot be decoded. (Scoring clips of the lake into ``predictions`` is
+:mod:`dfpipe.score`.)
+
+Pipeline: Dask workers decode files (``files_per_task`` per task, at most
+``max_in_flight`` tasks submitted and not yet consumed, so memory stays bounded whatever
+the archive size) -> this process cuts each file into the study's centre crop and
+clip-length windows every ``hop_s`` over the whole file (:func:`dfpipe.frontend.windows`),
+computes features on the inference device and runs the model in batches of ``batch_size``
+-> per file: centre-crop logit, mean and max window logit -> every ``files_per_part`` files
+one Parquet part is committed (:func:`dfpipe.lake.atomic_write`). A re-run skips every file
+already in ``OUT`` (scored or rejected), so a killed run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import glob
+import itertools
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+
+from dfpipe import checkpoints
+from dfpipe.audio_io import decode
+from dfpipe.config import AudioConfig, FrontendConfig, ScoreConfig
+from dfpipe.devices import DeviceContext, select_device
+from dfpipe.errors import DfpipeError, RejectedInput
+from dfpipe.frontend import LFCCFrontend, MelFrontend, fit_length, peak_normalize, windows
+from dfpipe.lake import atomic_write, stable_id
+from dfpipe.models import Batch, Detector, dataclass_from_dict
+from dfpipe.schemas import ARCHIVE_SCORES
+from dfpipe.stage_kit import Executor, reject_row, rejects_table
+
+STAGE = "score-archive"
+"""``rejects.stage`` of archive scoring."""
+
+
+@dataclass(frozen=True)
+class ArchiveSummary:
+    """What :func:`score_archive` did."""
+
+    out: str
+    files: int  # files found by the paths and globs
+    skipped: int  # already in OUT from an earlier run
+    scored: int
+    rejected: int
+    audio_s: float  # seconds of audio scored by this call
+    wall_s: float
+    rejects: list[tuple[str, str]] = field(default_factory=list)  # (path, reason: detail)
+
+
+@dataclass(frozen=True)
+class DecodedFile:
+    """A worker's answer for one file: the waveform, or why there is none."""
+
+    path: str
+    wave: np.ndarray | None = None  # float32 mono at the detector's sample rate
+    reason: str = ""
+    detail: str = ""
+
+
+def expand_paths(paths_or_globs: Iterable[str]) -> list[str]:
+    """Absolute paths, sorted and unique: folders are searched recursively for files, glob
+    patterns are expanded (``**`` too), other entries are kept as given (a missing file is
+    then rejected, not silently dropped)."""
+    found: set[str] = set()
+    for item in paths_or_globs:
+        if os.path.isdir(item):
+            found.update(str(p) for p in Path(item).rglob("*") if p.is_file())
+        elif glob.has_magic(item):
+            found.update(p for p in glob.glob(item, recursive=True) if os.path.isfile(p))
+        else:
+            found.add(item)
+    return sorted(os.path.abspath(p) for p in found)
+
+
+def decode_files(paths: Sequence[str], sample_rate: int) -> list[DecodedFile]:
+    """Decode each file to mono float32 at ``sample_rate`` (the Dask task of score-archive)."""
+    out = []
+    for path in paths:
+        try:
+            out.append(DecodedFile(path, decode(path, sample_rate)))
+        except RejectedInput as exc:
+            out.append(DecodedFile(path, reason=exc.reason, detail=exc.detail))
+    return out
+
+
+def clip_rows(wave: np.ndarray, hop_s: float, audio: AudioConfig) -> np.ndarray:
+    """``(1 + n_windows, clip_samples)``: row 0 is the centre crop (exactly
+    :func:`dfpipe.frontend.load_clip`), then the :func:`dfpipe.frontend.windows` of the
+    whole file; each row is peak-normalised on its own, as the detector saw clips in training.
+
+    Works on the decoded array, so one decode serves both the crop and the windows.
+    """
+    centre = peak_normalize(fit_length(wave, audio.clip_samples))
+    return np.stack([centre, *(window for _, window in windows(wave, hop_s, audio))])
+
+
+class Inference:
+    """Features + model on the inference device: :meth:`logits` of ``(N, clip_samples)``
+    float32 waveforms, in batches of ``batch_size`` (the front end runs on the device too)."""
+
+    def __init__(self, model: Detector, frontend: FrontendConfig, ctx: DeviceContext, batch_size: int) -> None:
+        self.model, self.ctx, self.batch_size = model, ctx, batch_size
+        self.mel = MelFrontend(frontend).to(ctx.device).eval() if "mel" in model.needs else None
+        self.lfcc = LFCCFrontend(frontend).to(ctx.device).eval() if "lfcc" in model.needs else None
+
+    @torch.no_grad()
+    def logits(self, rows: np.ndarray) -> np.ndarray:
+        out = []
+        for start in range(0, len(rows), self.batch_size):
+            wave = torch.from_numpy(rows[start:start + self.batch_size]).to(self.ctx.device)
+            batch = Batch(mel=self.mel(wave) if self.mel else None, lfcc=self.lfcc(wave) if self.lfcc else None,
+                          waveform=wave if "waveform" in self.model.needs else None)
+            with self.ctx.autocast():
+                out.append(self.model(batch).float().cpu())
+        return torch.cat(out).double().numpy()
+
+
+def score_archive(
+    paths_or_globs: Sequence[str],
+    checkpoint: str,
+    out: str,
+    *,
+    config: ScoreConfig | None = None,
+    executor: Executor | None = None,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> ArchiveSummary:
+    """Score every audio file of ``paths_or_globs`` with ``checkpoint`` into the folder ``out``.
+
+    Args:
+        paths_or_globs: files, folders (recursive) and glob patterns.
+        checkpoint: an ``epoch-NNN.pt`` (path or fsspec URL).
+        out: output folder (created); files already listed there are skipped.
+        config: batch size, hop, task size, in-flight bound, part size, device.
+        executor: ``None`` (decode here) or anything with ``submit`` (a Dask Client).
+        progress: show a progress bar with files/s.
+        log: where the summary and the rejected files are printed.
+
+    Returns:
+        An :class:`ArchiveSummary`.
+
+    Raises:
+        DfpipeError: unreadable checkpoint, or nothing matched ``paths_or_globs``.
+    """
+    started = time.perf_counter()
+    config = config or ScoreConfig()
+    files = expand_paths(paths_or_globs)
+    if not files:
+        raise DfpipeError(f"no file matches {list(paths_or_globs)}")
+    done = _listed(out)
+    todo = [p for p in files if p not in done]
+    ctx = select_device(config.device, amp=config.amp, cpu_threads=config.cpu_threads)
+    model, meta = checkpoints.load_model(checkpoint, ctx.device)
+    frontend = dataclass_from_dict(FrontendConfig, meta["frontend_config"])
+    inference = Inference(model, frontend, ctx, config.batch_size)
+    tag = {"arch": model.arch, "run_id": meta.get("run_id", ""), "epoch": int(meta.get("epoch", 0))}
+
+    scored: list[dict[str, Any]] = []
+    rejected: list[dict[str, Any]] = []
+    pending: list[tuple[str, float, np.ndarray]] = []  # decoded, not yet through the model
+    totals = {"scored": 0, "rejected": 0, "audio_s": 0.0}
+    all_rejects: list[tuple[str, str]] = []
+
+    def run_model() -> None:
+        if not pending:
+            return
+        logits = inference.logits(np.concatenate([rows for _, _, rows in pending]))
+        offset = 0
+        for path, duration_s, rows in pending:
+            own = logits[offset:offset + len(rows)]
+            offset += len(rows)
+            scored.append({"path": path, "duration_s": duration_s, "n_windows": len(rows) - 1,
+                           "spoof_logit_center": own[0], "spoof_logit_window_mean": own[1:].mean(),
+                           "spoof_logit_window_max": own[1:].max(), **tag})
+            totals["audio_s"] += duration_s
+        pending.clear()
+
+    def commit() -> None:
+        if scored:
+            _write_part(out, "scores", "path", pa.Table.from_pylist(scored).select(ARCHIVE_SCORES.names)
+                        .cast(ARCHIVE_SCORES))
+        if rejected:
+            _write_part(out, "rejects", "source_uri", rejects_table(rejected))
+        totals["scored"] += len(scored)
+        totals["rejected"] += len(rejected)
+        scored.clear()
+        rejected.clear()
+
+    tasks = [todo[i:i + config.files_per_task] for i in range(0, len(todo), config.files_per_task)]
+    with _progress(progress, len(todo)) as advance:
+        for decoded in bounded_map(lambda chunk: decode_files(chunk, frontend.audio.sample_rate),
+                                   tasks, executor, config.max_in_flight):
+            for item in decoded:
+                if item.wave is None:
+                    rejected.append(reject_row(STAGE, item.path, item.reason, item.detail))
+                    all_rejects.append((item.path, f"{item.reason}: {item.detail}"))
+                else:
+                    pending.append((item.path, len(item.wave) / frontend.audio.sample_rate,
+                                    clip_rows(item.wave, config.hop_s, frontend.audio)))
+                    if sum(len(rows) for _, _, rows in pending) >= config.batch_size:
+                        run_model()
+                if len(scored) + len(rejected) + len(pending) >= config.files_per_part:
+                    run_model()
+                    commit()
+            advance(len(decoded))
+        run_model()
+        commit()
+
+    summary = ArchiveSummary(out=out, files=len(files), skipped=len(files) - len(todo), scored=totals["scored"],
+                             rejected=totals["rejected"], audio_s=totals["audio_s"],
+                             wall_s=time.perf_counter() - started, rejects=all_rejects)
+    for path, why in all_rejects:
+        log(f"rejected {path}: {why}")
+    return summary
+
+
+def bounded_map(fn: Callable[[Any], Any], items: Sequence[Any], executor: Executor | None,
+                max_in_flight: int) -> Iterator[Any]:
+    """Like :func:`dfpipe.stage_kit.map_shards`, but with at most ``max_in_flight`` tasks
+    submitted and not yet consumed (results in completion order), so a huge input never
+    piles results up in memory."""
+    if executor is None:
+        yield from map(fn, items)
+        return
+    queue = iter(items)
+    pending = {executor.submit(fn, item) for item in itertools.islice(queue, max_in_flight)}
+    while pending:
+        finished, pending = _wait_first(pending, executor)
+        for future in finished:
+            pending.update(executor.submit(fn, item) for item in itertools.islice(queue, 1))
+            yield future.result()
+
+
+def _wait_first(futures: set[Any], executor: Executor) -> tuple[set[Any], set[Any]]:
+    if hasattr(executor, "gather"):  # a distributed.Client
+        from distributed import wait
+
+        result = wait(list(futures), return_when="FIRST_COMPLETED")
+    else:
+        import concurrent.futures
+
+        result = concurrent.futures.wait(futures, return_when=concurrent.futures.FIRST_COMPLETED)
+    return set(result.done), set(result.not_done)
+
+
+def _listed(out: str) -> set[str]:
+    """Paths already in ``out`` (scored or rejected)."""
+    listed: set[str] = set()
+    for kind, column in (("scores", "path"), ("rejects", "source_uri")):
+        for part in sorted(glob.glob(os.path.join(out, kind, "part-*.parquet"))):
+            listed.update(pq.read_table(part, columns=[column]).column(column).to_pylist())
+    return listed
+
+
+def _write_part(out: str, kind: str, key: str, table: pa.Table) -> None:
+    """Commit ``table`` as ``out/kind/part-<hash of its key column>.parquet`` (atomically)."""
+    folder = os.path.join(out, kind)
+    os.makedirs(folder, exist_ok=True)
+    final = os.path.join(folder, f"part-{stable_id(*table.column(key).to_pylist(), length=16)}.parquet")
+    atomic_write(final, lambda tmp: pq.write_table(table, tmp, compression="zstd"))
+
+
+class _progress:
+    """A rich progress bar with files/s (or nothing when disabled); yields ``advance(n)``."""
+
+    def __init__(self, enabled: bool, total: int) -> None:
+        self.enabled, self.total = enabled, total
+
+    def __enter__(self) -> Callable[[int], None]:
+        if not self.enabled:
+            return lambda n: None
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+        )
+
+        self.bar = Progress(TextColumn("scoring"), BarColumn(), MofNCompleteColumn(),
+                            TextColumn("{task.fields[rate]} files/s"), TimeRemainingColumn())
+        self.bar.__enter__()
+        task = self.bar.add_task("score", total=self.total, rate="-")
+        started = time.perf_counter()
+
+        def advance(n: int) -> None:
+            done = self.bar.tasks[0].completed + n
+            self.bar.update(task, advance=n, rate=f"{done / max(time.perf_counter() - started, 1e-9):.1f}")
+
+        return advance
+
+    def __exit__(self, *exc: object) -> None:
+        if self.enabled:
+            self.bar.__exit__(*exc)

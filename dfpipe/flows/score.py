@@ -1,0 +1,65 @@
+"""The scoring flows: lake clips (``dfpipe score``) and archives (``dfpipe score-archive``).
+
+Both commands run these flows. The work lives in :func:`dfpipe.score.score` and
+:func:`dfpipe.archive_scoring.score_archive`; this module wires them to Prefect and Dask.
+The scoring task asks Dask for a ``GPU`` resource when the cluster has one (see
+:func:`dfpipe.flows._common.run_on_gpu_if_any`); archive decoding fans out over the same cluster's workers.
+"""
+
+from __future__ import annotations
+
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
+from prefect_dask import get_dask_client
+
+from dfpipe.archive_scoring import ArchiveSummary, score_archive
+from dfpipe.clipsets import DataSpec
+from dfpipe.config import DaskConfig, ScoreConfig
+from dfpipe.flows._common import dask_task_runner, run_on_gpu_if_any
+from dfpipe.score import ScoreSummary, score
+
+# -- lake clips -> predictions --------------------------------------------------------------
+
+
+@task(retries=1, retry_delay_seconds=5, cache_policy=NO_CACHE)
+def score_task(lake_uri: str, run_id: str, data: DataSpec, dataset: str | None, epoch: int | None,
+               config: ScoreConfig) -> ScoreSummary:
+    """Score one data spec with a run's checkpoint; a retry rewrites the same shard."""
+    return score(lake_uri, run_id, data, dataset=dataset, epoch=epoch, config=config)
+
+
+@flow(name="score", validate_parameters=False)
+def _score(lake_uri: str, run_id: str, data: DataSpec, dataset: str | None, epoch: int | None,
+           config: ScoreConfig) -> ScoreSummary:
+    return run_on_gpu_if_any(score_task, lake_uri, run_id, data, dataset, epoch, config)
+
+
+def score_flow(*, lake_uri: str, run_id: str, data: DataSpec, dataset: str | None = None,
+               epoch: int | None = None, config: ScoreConfig | None = None,
+               dask_config: DaskConfig | None = None) -> ScoreSummary:
+    """Run the lake-scoring flow on a LocalCluster, or on the scheduler in ``dask_config``."""
+    runner = dask_task_runner(dask_config or DaskConfig())
+    return _score.with_options(task_runner=runner)(lake_uri, run_id, data, dataset, epoch,
+                                                   config or ScoreConfig())
+
+
+# -- archive files -> a Parquet folder ------------------------------------------------------
+
+
+@task(retries=1, retry_delay_seconds=5, cache_policy=NO_CACHE)
+def score_archive_task(paths: list[str], checkpoint: str, out: str, config: ScoreConfig) -> ArchiveSummary:
+    """Score an archive; decoding runs on the cluster; a retry skips files already written."""
+    with get_dask_client() as client:
+        return score_archive(paths, checkpoint, out, config=config, executor=client)
+
+
+@flow(name="score-archive", validate_parameters=False)
+def _score_archive(paths: list[str], checkpoint: str, out: str, config: ScoreConfig) -> ArchiveSummary:
+    return run_on_gpu_if_any(score_archive_task, paths, checkpoint, out, config)
+
+
+def score_archive_flow(*, paths: list[str], checkpoint: str, out: str, config: ScoreConfig | None = None,
+                       dask_config: DaskConfig | None = None) -> ArchiveSummary:
+    """Run the archive-scoring flow on a LocalCluster, or on the scheduler in ``dask_config``."""
+    runner = dask_task_runner(dask_config or DaskConfig())
+    return _score_archive.with_options(task_runner=runner)(paths, checkpoint, out, config or ScoreConfig())
