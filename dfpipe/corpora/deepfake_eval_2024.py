@@ -9,7 +9,9 @@ Columns used: ``Filename``, ``Ground Truth`` (``Real``/``Fake``, any case) and
 ``Finetuning Set`` (``Train``/``Test`` -> split ``train``/``test``); the header is matched
 case-insensitively, and every other column (language, source, duration...) is kept in
 ``clips.attributes`` under its original name (``Language`` also fills ``clips.language``).
-A ``Filename`` not found at ``ROOT/<Filename>`` is looked up by name anywhere under ROOT.
+A ``Filename`` not found at ``ROOT/<Filename>`` is looked up by name anywhere under ROOT; when
+that name is at several places, the row is rejected (``ambiguous_name``, naming each place)
+and the other rows go on.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from dfpipe.corpora._base import (
     normalise_split,
     open_manifest,
 )
-from dfpipe.errors import ConfigError
+from dfpipe.errors import ConfigError, RejectedInput
 
 MANIFEST = "audio-metadata-publish.csv"
 FILENAME, LABEL, SPLIT, LANGUAGE = "filename", "ground truth", "finetuning set", "language"
@@ -69,11 +71,10 @@ def prepare_deepfake_eval_2024(
         allow_outside_root: accept ``Filename`` values outside the folder.
 
     Raises:
-        ConfigError: no CSV, a header lacking a used column, or a file name found twice
-            under ROOT (the look-up by name would be ambiguous).
+        ConfigError: no CSV, or a header lacking a used column.
     """
     root, manifest = find_manifest(path, MANIFEST)
-    by_name: dict[str, str] | None = None
+    by_name: dict[str, list[str]] | None = None
 
     def locate(name: str) -> str:
         nonlocal by_name
@@ -81,7 +82,10 @@ def prepare_deepfake_eval_2024(
             return name  # resolve_member reports missing / outside-root as they are
         if by_name is None:
             by_name = _index_by_name(root)
-        return by_name.get(Path(name).name, name)
+        places = by_name.get(Path(name).name, [name])
+        if len(places) > 1:
+            raise RejectedInput("ambiguous_name", f"{name} is at {', '.join(places)} under {root}")
+        return places[0]
 
     def parse(row: dict[str, str]) -> tuple[str, dict[str, Any]]:
         raw, fields = parse_row(row)
@@ -99,12 +103,11 @@ def _header(manifest: Path) -> list[str]:
     return next(csv.reader(open_manifest(manifest)), [])
 
 
-def _index_by_name(root: Path) -> dict[str, str]:
-    index: dict[str, str] = {}
-    for dirpath, _, filenames in os.walk(root):
-        for name in filenames:
-            relpath = Path(os.path.relpath(Path(dirpath) / name, root)).as_posix()
-            if name in index:
-                raise ConfigError(f"{name} is both {index[name]} and {relpath} under {root}")
-            index[name] = relpath
+def _index_by_name(root: Path) -> dict[str, list[str]]:
+    """``{file name: [relpath, ...]}`` of every file under ``root``, relpaths in walk order."""
+    index: dict[str, list[str]] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for name in sorted(filenames):
+            index.setdefault(name, []).append(Path(os.path.relpath(Path(dirpath) / name, root)).as_posix())
     return index

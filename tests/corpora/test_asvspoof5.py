@@ -6,7 +6,7 @@ from ingest_fixtures import tone
 from dfpipe.config import IngestConfig
 from dfpipe.corpora import CorpusItem, CorpusReject
 from dfpipe.corpora.asvspoof5 import parse_line, prepare_asvspoof5, split_of
-from dfpipe.errors import RejectedInput
+from dfpipe.errors import ConfigError, RejectedInput
 from dfpipe.ingest import ingest
 from dfpipe.lake import Lake
 
@@ -66,3 +66,44 @@ def test_prepare_asvspoof5_and_ingest(tmp_path):
     # only the train protocol, split forced
     only = [e for e in prepare_asvspoof5(root / "ASVspoof5.train.tsv", split="test") if isinstance(e, CorpusItem)]
     assert {i.split for i in only} == {"test"} and len(only) == 3
+
+
+def test_the_release_layout_reads_track_1_only(tmp_path):
+    # As the release unpacks: protocols in ASVspoof5_protocols/ beside the Track 2 files (other
+    # columns), audio in flac_T/, flac_D/ (with Track 2 enrolment files) and flac_E_eval/.
+    root = tmp_path / "ASVspoof5"
+    protocols = root / "ASVspoof5_protocols"
+    protocols.mkdir(parents=True)
+    track_1 = {
+        "ASVspoof5.train.tsv": ["T_4850 T_0000000000 F - - - AC3 A05 spoof -",
+                                "T_1138 T_0000000001 M - - - bonafide bonafide bonafide -"],
+        "ASVspoof5.dev.track_1.tsv": ["D_0062 D_0000000001 F - - - AC1 A11 spoof -",
+                                      "D_0755 D_0000000002 M - - - bonafide bonafide bonafide -"],
+        "ASVspoof5.eval.track_1.tsv": ["E_0001 E_0000000001 F C05 3 12 AC2 A19 spoof -",
+                                       "E_0002 E_0000000002 M - 0 - bonafide bonafide bonafide -"],
+    }
+    track_2 = {
+        "ASVspoof5.dev.track_2.enroll.tsv": ["D_0062 D_A0000000562,D_A0000000898"],
+        "ASVspoof5.dev.track_2.trial.tsv": ["D_0062 D_0000000001 F A11 spoof",
+                                            "D_0062 D_0000000002 M bonafide nontarget"],
+        "ASVspoof5.eval.track_2.enroll.tsv": ["E_0001 E_A0000000011"],
+        "ASVspoof5.eval.track_2.trial.tsv": ["E_0001 E_0000000002 M bonafide nontarget"],
+    }
+    for name, lines in {**track_1, **track_2}.items():
+        (protocols / name).write_text("\n".join(lines) + "\n")
+    (protocols / "ASVspoof5.codec.config.csv").write_text("codec,name\nC05,mp3_wb\n")  # not read by ingest
+    folders = {"T": "flac_T", "D": "flac_D", "E": "flac_E_eval"}
+    names = [line.split()[1] for lines in track_1.values() for line in lines]
+    for i, name in enumerate([*names, "D_A0000000562", "D_A0000000898", "E_A0000000011"]):
+        tone(root / folders[name[0]] / f"{name}.flac", 300 + 20 * i)
+
+    lake = str(tmp_path / "lake")
+    summary = ingest(lake, "asv5", prepare_asvspoof5(root), IngestConfig())
+    assert (summary.clips, summary.rejects) == (6, 0)  # one clip per Track 1 row, no Track 2 noise
+    rows = Lake(lake).connect().execute(
+        "select split, count(*), count_if(label = 'spoof') from clips group by 1 order by 1").fetchall()
+    assert rows == [("dev", 2, 1), ("eval", 2, 1), ("train", 2, 1)]
+    with pytest.raises(ConfigError, match="Track 2"):
+        list(prepare_asvspoof5(root, protocols=[protocols / "ASVspoof5.dev.track_2.trial.tsv"]))
+    with pytest.raises(ConfigError, match="no Track 1 protocol"):
+        list(prepare_asvspoof5(root / "flac_T"))

@@ -54,3 +54,18 @@ def test_prepare_deepfake_eval_and_ingest(tmp_path):
 def test_missing_csv(tmp_path):
     with pytest.raises(ConfigError, match="audio-metadata-publish.csv"):
         list(prepare_deepfake_eval_2024(tmp_path))
+
+
+def test_a_name_found_twice_rejects_that_row_only(tmp_path):
+    root = tmp_path / "de2024"
+    tone(root / "batch1" / "x.mp3", 300)
+    tone(root / "batch2" / "x.mp3", 320)  # the same basename in two folders
+    tone(root / "batch2" / "y.mp3", 340)
+    (root / "batch1" / "notes.txt").write_text("a")
+    (root / "batch2" / "notes.txt").write_text("b")  # unrelated duplicates do not matter
+    (root / "audio-metadata-publish.csv").write_text(
+        "Filename,Ground Truth,Finetuning Set\nx.mp3,Fake,Test\ny.mp3,Real,Test\nbatch1/x.mp3,Fake,Train\n")
+    entries = list(prepare_deepfake_eval_2024(root))
+    assert [i.relpath for i in entries if isinstance(i, CorpusItem)] == ["batch2/y.mp3", "batch1/x.mp3"]
+    (reject,) = [r for r in entries if isinstance(r, CorpusReject)]
+    assert reject.reason == "ambiguous_name" and "batch1/x.mp3, batch2/x.mp3" in reject.detail
