@@ -56,3 +56,23 @@ def test_prepare_folder_and_ingest(tmp_path):
 def test_prepare_folder_needs_the_layout(tmp_path):
     with pytest.raises(ConfigError, match="neither real/ nor fake/"):
         list(prepare_folder(tmp_path))
+
+
+def test_split_folders_give_the_split(tmp_path):
+    root = tmp_path / "custom"
+    tone(root / "train" / "real" / "spk1" / "a.wav", 300)
+    tone(root / "train" / "fake" / "xtts" / "b.wav", 320)
+    tone(root / "val" / "real" / "c.wav", 340)
+    tone(root / "test" / "fake" / "piper" / "d.flac", 360)
+    tone(root / "notes" / "real" / "e.wav", 380)  # not a split name: not read
+    items = [e for e in prepare_folder(root) if isinstance(e, CorpusItem)]
+    assert [(i.relpath, i.split, i.label, i.generator) for i in items] == [
+        ("test/fake/piper/d.flac", "test", "spoof", "piper"),
+        ("train/real/spk1/a.wav", "train", "bonafide", None),
+        ("train/fake/xtts/b.wav", "train", "spoof", "xtts"),
+        ("val/real/c.wav", "dev", "bonafide", None),
+    ]
+    lake = str(tmp_path / "lake")
+    assert ingest(lake, "custom", prepare_folder(root), IngestConfig()).clips == 4
+    assert Lake(lake).connect().execute("select split, count(*) from clips group by 1 order by 1").fetchall() == [
+        ("dev", 1), ("test", 1), ("train", 2)]
