@@ -39,11 +39,14 @@ from dfpipe.errors import DfpipeError, RejectedInput
 from dfpipe.frontend import LFCCFrontend, MelFrontend, fit_length, peak_normalize, windows
 from dfpipe.lake import atomic_write, stable_id
 from dfpipe.models import Batch, Detector, dataclass_from_dict
+from dfpipe.predictions import spoof_logits
+from dfpipe.progress import Progress
 from dfpipe.schemas import ARCHIVE_SCORES
 from dfpipe.stage_kit import Executor, reject_row, rejects_table
 
 STAGE = "score-archive"
 """``rejects.stage`` of archive scoring."""
+_PHASE = "scoring"
 
 
 @dataclass(frozen=True)
@@ -123,8 +126,7 @@ class Inference:
             wave = torch.from_numpy(rows[start:start + self.batch_size]).to(self.ctx.device)
             batch = Batch(mel=self.mel(wave) if self.mel else None, lfcc=self.lfcc(wave) if self.lfcc else None,
                           waveform=wave if "waveform" in self.model.needs else None)
-            with self.ctx.autocast():
-                out.append(self.model(batch).float().cpu())
+            out.append(spoof_logits(self.model, batch, self.ctx).cpu())
         return torch.cat(out).double().numpy()
 
 
@@ -146,7 +148,7 @@ def score_archive(
         out: output folder (created); files already listed there are skipped.
         config: batch size, hop, task size, in-flight bound, part size, device.
         executor: ``None`` (decode here) or anything with ``submit`` (a Dask Client).
-        progress: show a progress bar with files/s.
+        progress: show progress with files/s (a bar on a terminal, a line per tenth otherwise).
         log: where the summary and the rejected files are printed.
 
     Returns:
@@ -200,7 +202,8 @@ def score_archive(
         rejected.clear()
 
     tasks = [todo[i:i + config.files_per_task] for i in range(0, len(todo), config.files_per_task)]
-    with _progress(progress, len(todo)) as advance:
+    with Progress(progress, unit="files", rate=True) as bar:
+        bar.update(_PHASE, 0, len(todo))
         for decoded in bounded_map(lambda chunk: decode_files(chunk, frontend.audio.sample_rate),
                                    tasks, executor, config.max_in_flight):
             for item in decoded:
@@ -215,7 +218,7 @@ def score_archive(
                 if len(scored) + len(rejected) + len(pending) >= config.files_per_part:
                     run_model()
                     commit()
-            advance(len(decoded))
+            bar.advance(_PHASE, len(decoded))
         run_model()
         commit()
 
@@ -271,37 +274,3 @@ def _write_part(out: str, kind: str, key: str, table: pa.Table) -> None:
     os.makedirs(folder, exist_ok=True)
     final = os.path.join(folder, f"part-{stable_id(*table.column(key).to_pylist(), length=16)}.parquet")
     atomic_write(final, lambda tmp: pq.write_table(table, tmp, compression="zstd"))
-
-
-class _progress:
-    """A rich progress bar with files/s (or nothing when disabled); yields ``advance(n)``."""
-
-    def __init__(self, enabled: bool, total: int) -> None:
-        self.enabled, self.total = enabled, total
-
-    def __enter__(self) -> Callable[[int], None]:
-        if not self.enabled:
-            return lambda n: None
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeRemainingColumn,
-        )
-
-        self.bar = Progress(TextColumn("scoring"), BarColumn(), MofNCompleteColumn(),
-                            TextColumn("{task.fields[rate]} files/s"), TimeRemainingColumn())
-        self.bar.__enter__()
-        task = self.bar.add_task("score", total=self.total, rate="-")
-        started = time.perf_counter()
-
-        def advance(n: int) -> None:
-            done = self.bar.tasks[0].completed + n
-            self.bar.update(task, advance=n, rate=f"{done / max(time.perf_counter() - started, 1e-9):.1f}")
-
-        return advance
-
-    def __exit__(self, *exc: object) -> None:
-        if self.enabled:
-            self.bar.__exit__(*exc)

@@ -24,6 +24,20 @@ from dfpipe.errors import RejectedInput
 AudioSource = str | os.PathLike[str] | bytes
 """A path to an audio file, or the bytes of an encoded file."""
 
+DECODER = "pyav"
+"""What decodes every clip (``clips.decoder``): PyAV, i.e. FFmpeg's libraries in-process."""
+
+
+def decoder_version() -> str:
+    """PyAV's and FFmpeg's versions (``clips.decoder_version``): the same bytes may decode to
+    other samples under another FFmpeg, so each clip records what probed it.
+
+    >>> decoder_version()  # doctest: +SKIP
+    'av 18.1.0; FFmpeg 8.1.2 (libavcodec 62.28.102)'
+    """
+    codec = ".".join(str(part) for part in av.library_versions.get("libavcodec", ()))
+    return f"av {av.__version__}; FFmpeg {av.ffmpeg_version_info}" + (f" (libavcodec {codec})" if codec else "")
+
 
 @dataclass(frozen=True)
 class AudioInfo:

@@ -4,10 +4,12 @@
 Two kinds, both under ``LAKE/checkpoints/<run_id>/``:
 
 - ``epoch-NNN.pt`` (one per epoch, kept): ``{"arch", "model_config", "frontend_config",
-  "run_id", "epoch", "model"}``. What scoring needs; its size is ``runs.checkpoint_bytes``
+  "run_id", "epoch", "model"}``, plus ``"backbone_config"`` for WavLM models (the Hugging
+  Face ``WavLMConfig`` dict, so the model is rebuilt with its exact architecture flags where
+  its source folder is absent). What scoring needs; its size is ``runs.checkpoint_bytes``
   (the study's "checkpoint size": the model only).
 - ``state-NNN.pt`` (latest only): ``{"epoch", "optimizer", "scaler"}``, what a killed run
-  needs on top of the model to resume exactly.
+  needs on top of the model to resume exactly (``scaler`` is ``{}`` where AMP was off).
 """
 
 from __future__ import annotations
@@ -67,6 +69,7 @@ def load(uri: str, map_location: str | torch.device = "cpu") -> dict[str, Any]:
 
 def model_payload(model: Detector, *, frontend_config: dict[str, Any], run_id: str, epoch: int) -> dict[str, Any]:
     """What an ``epoch-NNN.pt`` holds: the model and everything needed to rebuild and feed it."""
+    backbone = model.backbone_config()
     return {
         "arch": model.arch,
         "model_config": config_to_dict(model.config),
@@ -74,7 +77,18 @@ def model_payload(model: Detector, *, frontend_config: dict[str, Any], run_id: s
         "run_id": run_id,
         "epoch": epoch,
         "model": model.state_dict(),
+        **({} if backbone is None else {"backbone_config": backbone}),
     }
+
+
+def run_dir(lake_uri: str, run_id: str) -> str:
+    """Where a run's checkpoints go: ``LAKE/checkpoints/<run_id>``."""
+    return f"{lake_uri.rstrip('/')}/checkpoints/{run_id}"
+
+
+def epoch_uri(ckpt_dir: str, epoch: int) -> str:
+    """The model checkpoint of ``epoch`` in a run's folder (:func:`run_dir`)."""
+    return f"{ckpt_dir}/epoch-{epoch:03d}.pt"
 
 
 def load_model(uri: str, map_location: str | torch.device = "cpu") -> tuple[Detector, dict[str, Any]]:
@@ -92,6 +106,6 @@ def load_model(uri: str, map_location: str | torch.device = "cpu") -> tuple[Dete
         raise DfpipeError(f"{uri} is not a model checkpoint (missing {sorted(missing)})")
     # The checkpoint holds every weight, WavLM's too: build the shape only, load them here.
     model = build_model(checkpoint["arch"], config_from_dict(checkpoint["arch"], checkpoint["model_config"]),
-                        pretrained=False)
+                        pretrained=False, backbone_config=checkpoint.get("backbone_config"))
     model.load_state_dict(checkpoint["model"])
     return model.to(map_location).eval(), checkpoint

@@ -215,9 +215,11 @@ def _read_waveforms(lake: Lake, spec: DataSpec, frontend: FrontendConfig,
 
 
 def load_balanced_clip_set(lake: Lake, spec: DataSpec, needs: Collection[str], frontend: FrontendConfig,
-                           per_class: int, seed: int) -> ClipSet:
+                           per_class: int | None, seed: int) -> ClipSet:
     """A seeded, balanced sample of ``spec``: ``per_class`` clips of each label, read by
-    :func:`load_clip_set` (only the sampled clips' inputs are read).
+    :func:`load_clip_set` (only the sampled clips' inputs are read). ``per_class=None``
+    takes the smaller label's count: the majority class undersampled to the minority's
+    (training's ``balance: undersample``).
 
     Only clips that have the inputs the detector needs are eligible (``features`` rows of
     the spec's condition and front-end version for mel/LFCC detectors; waveform detectors
@@ -242,13 +244,15 @@ def load_balanced_clip_set(lake: Lake, spec: DataSpec, needs: Collection[str], f
                          filter=(pc.field("condition") == spec.condition)
                          & (pc.field("frontend_version") == frontend.version))
         clips = clips.filter(pc.is_in(clips.column("clip_id"), made.column("clip_id").combine_chunks()))
-    chosen: list[str] = []
-    for label in ("spoof", "bonafide"):
-        ids = clips.filter(pc.field("label") == label).column("clip_id").to_pylist()
+    by_label = {label: clips.filter(pc.field("label") == label).column("clip_id").to_pylist()
+                for label in ("spoof", "bonafide")}
+    for label, ids in by_label.items():
         if not ids:
             raise DfpipeError(f"{spec}: no {label} clip with inputs for this detector (ingest the corpus and "
                               f"run `dfpipe features --corpus {spec.corpus} --condition {spec.condition}`)")
-        chosen += sorted(ids, key=lambda cid: stable_id(str(seed), cid))[:per_class]
+    if per_class is None:
+        per_class = min(len(ids) for ids in by_label.values())
+    chosen = [cid for ids in by_label.values() for cid in sorted(ids, key=lambda cid: stable_id(str(seed), cid))[:per_class]]
     if len(chosen) < 3:
         raise DfpipeError(f"{spec}: only one clip of each label; at least 3 clips are needed")
     return load_clip_set(lake, spec, needs, frontend, clip_ids=chosen)

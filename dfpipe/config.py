@@ -15,9 +15,10 @@ import hashlib
 import json
 import math
 import os
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from dfpipe.errors import ConfigError
 
@@ -34,6 +35,10 @@ are. Data specs without ``:CONDITION`` mean this one."""
 VAL_DATASET = "val"
 """``predictions.dataset`` of each run's own validation split (carved from its train set), so
 no study or ``--eval`` set may take this name."""
+
+POLISHED_SUFFIX = "_polished"
+"""Dataset ``X_polished`` is the polished twin of dataset ``X`` (``sql/polished_gap.sql``
+pairs them by this name)."""
 
 DASK_ADDRESS_ENV = "DFPIPE_DASK_ADDRESS"
 """Environment variable naming a Dask scheduler to join (``--dask-address`` reads it too)."""
@@ -75,11 +80,65 @@ class IngestConfig:
     """Manifests may not point outside the corpus root unless this is set (security)."""
     min_duration_s: float = 0.1
     """Shorter audio is rejected as empty: no front end can make a clip of it."""
+    adapter_options: Mapping[str, str] | tuple[tuple[str, str], ...] = ()
+    """Keyword options for the corpus adapter (``--label-column x`` -> ``{"label_column": "x"}``),
+    checked against the adapter's keywords by :func:`dfpipe.ingest.corpus_entries`; stored as
+    sorted ``(name, value)`` pairs. Their defaults are the adapters' (:class:`HFParquetConfig`,
+    :class:`LhotseConfig`)."""
+    sample_per_split: int | None = None
+    """Ingest at most this many of the adapter's items per split (items without a split
+    count as one), each label keeping its share (at least one clip), a seeded draw by
+    relpath; rejects pass as they are. ``None``: every item. ``dfpipe study --rehearse``
+    sets it, so a real corpus rehearses at a few dozen clips without rewriting its files."""
+    sample_seed: int = 0
 
     def __post_init__(self) -> None:
         _positive("IngestConfig", files_per_shard=self.files_per_shard)
+        if self.sample_per_split is not None and self.sample_per_split < 2:
+            raise ConfigError(f"IngestConfig.sample_per_split must be >= 2 (one per label), got {self.sample_per_split}")
         if self.min_duration_s < 0:
             raise ConfigError(f"IngestConfig.min_duration_s must be >= 0, got {self.min_duration_s}")
+        options = dict(self.adapter_options)
+        for name, value in options.items():
+            if not name.isidentifier() or not isinstance(value, str):
+                raise ConfigError(f"IngestConfig.adapter_options: {name!r}={value!r} is not a name=string option")
+        object.__setattr__(self, "adapter_options", tuple(sorted(options.items())))
+
+
+@dataclass(frozen=True)
+class HFParquetConfig:
+    """Reading Hugging Face audio Parquet releases and ``path,label`` tables (``--format hf-parquet``)."""
+
+    audio_column: str = "audio"
+    """The ``Audio`` column (``struct<bytes, path>``) or a binary column holding each clip's
+    encoded file; when a file lacks it, the one column its features declare ``Audio``."""
+    path_column: str = "path"
+    """For tables without the audio column: the column naming audio files."""
+    label_column: str = "label"
+    """The column holding the class (a ClassLabel's integer is read as its name)."""
+    bonafide_value: str | None = None
+    """The one label value meaning bona fide (every other value: spoof). ``None``: labels must
+    spell the class out (``bonafide``, ``spoof``, ``real``, ``fake``...)."""
+    batch_rows: int = 64
+    """Rows per batch when reading a Parquet file: the adapter's planning pass, and the
+    streamed read of one embedded clip (:mod:`dfpipe.parquet_source`). Memory per reader is
+    about one batch of audio plus one Parquet page."""
+
+    def __post_init__(self) -> None:
+        _positive("HFParquetConfig", batch_rows=self.batch_rows)
+
+
+@dataclass(frozen=True)
+class LhotseConfig:
+    """Reading and writing lhotse manifests (``--format lhotse``, ``dfpipe export --lhotse``)."""
+
+    label_column: str = "label"
+    """The supervisions' ``custom`` key holding the class."""
+    bonafide_value: str | None = None
+    """As :attr:`HFParquetConfig.bonafide_value`."""
+    audio_folder: str = "audio"
+    """Under the export folder: where clips stored inside Parquet rows are written as files
+    (lhotse reads files, not Parquet rows)."""
 
 
 @dataclass(frozen=True)
@@ -114,6 +173,14 @@ class MetricsConfig:
     c_fa: float = 10.0
     bootstrap_samples: int = 200
     bootstrap_seed: int = 0
+    epoch_policies: ClassVar[tuple[str, ...]] = ("best_val_eer", "last")
+    """How a study table picks the one epoch a run reports (``sql/epoch_policies.sql`` names
+    them, ``sql/best_epochs.sql`` applies them): ``best_val_eer`` = lowest EER on the run's
+    validation split; ``last`` = the last committed epoch (the study's OOD numbers are at its
+    last epoch, and its lesson is not to select on validation). Every table that picks an
+    epoch has a row per run per policy, with an ``epoch_policy`` column."""
+    reported_epoch_policy: ClassVar[str] = "best_val_eer"
+    """The policy the report's figures and ``dfpipe study``'s leaderboard print show."""
 
     def __post_init__(self) -> None:
         if not 0.0 < self.threshold < 1.0:
@@ -136,6 +203,40 @@ def predicts_spoof(spoof_logit: Any, threshold: float = MetricsConfig.threshold)
     (booleans). ``sql/threshold_metrics.sql`` applies the same rule to ``p_spoof``.
     """
     return spoof_logit >= spoof_logit_threshold(threshold)
+
+
+WINDOW_POLICIES = ("centre-crop", "first-n", "windowed-mean", "windowed-max")
+"""How a system turns a whole file into one score, as a published record states it: the
+centre crop of ``AudioConfig.clip_seconds`` (the lake's predictions,
+:func:`dfpipe.frontend.load_clip`), the first N seconds, or the mean / max over windows
+(``dfpipe score-archive``'s window columns)."""
+
+
+@dataclass(frozen=True)
+class RecordConfig:
+    """Publishable records: ``dfpipe export-scores --record`` and ``dfpipe eval --record``
+    (:mod:`dfpipe.publish`, docs/metrics.md)."""
+
+    eer_decimals: int = 4
+    """``eer_percent`` is rounded to this many decimals; ``dfpipe eval --record`` rounds the
+    recomputed EER the same way and compares the two (so they agree to half a unit of the
+    last decimal: 0.00005 percentage points at 4)."""
+    window_policy: str = "centre-crop"
+    """One of :data:`WINDOW_POLICIES`; the lake's predictions are centre crops."""
+    ids: str = "clip_id"
+    """Utterance ids of ``scores.txt``: ``clip_id``, or ``path`` (``clips.source_relpath``)."""
+    scores_file: str = "scores.txt"
+    keys_file: str = "keys.csv"
+    record_file: str = "result.yaml"
+    hf_folder: str = ".eval_results"
+
+    def __post_init__(self) -> None:
+        if self.window_policy not in WINDOW_POLICIES:
+            raise ConfigError(f"RecordConfig.window_policy must be one of {WINDOW_POLICIES}, got {self.window_policy!r}")
+        if self.ids not in ("clip_id", "path"):
+            raise ConfigError(f"RecordConfig.ids must be clip_id or path, got {self.ids!r}")
+        if not 0 <= self.eer_decimals <= 10:
+            raise ConfigError(f"RecordConfig.eer_decimals must be in 0..10, got {self.eer_decimals}")
 
 
 DEFAULT_LAKE = "lake"
@@ -323,12 +424,36 @@ def _probability(owner: str, **values: float) -> None:
             raise ConfigError(f"{owner}.{name} must be in [0, 1), got {value!r}")
 
 
-def _layer_range(owner: str, layers: tuple[int, int] | None) -> None:
-    if layers is not None and not (len(layers) == 2 and 0 <= layers[0] <= layers[1]):
+ALL_BUT_FIRST = "all-but-first"
+"""``unfreeze_layers`` value: train every WavLM transformer layer except layer 0 (resolved
+against the model's layer count when it is built, :func:`dfpipe.models.wavlm.set_trainable_layers`)."""
+
+
+def _layer_range(owner: str, layers: tuple[int, int] | str | None) -> None:
+    if layers is None or layers == ALL_BUT_FIRST:
+        return
+    if isinstance(layers, str) or not (len(layers) == 2 and 0 <= layers[0] <= layers[1]):
         raise ConfigError(
-            f"{owner}.unfreeze_layers must be None or (first, last) with 0 <= first <= last, "
-            f"got {layers!r}"
+            f"{owner}.unfreeze_layers must be None, {ALL_BUT_FIRST!r} or (first, last) with "
+            f"0 <= first <= last, got {layers!r}"
         )
+
+
+def parse_unfreeze_layers(text: str) -> tuple[int, int] | str | None:
+    """``unfreeze_layers`` from text: ``none`` (frozen), ``all-but-first`` or ``FIRST,LAST``
+    (``dfpipe train --unfreeze``, study files).
+
+    Raises:
+        ConfigError: anything else.
+    """
+    if text == "none":
+        return None
+    if text == ALL_BUT_FIRST:
+        return ALL_BUT_FIRST
+    first, sep, last = text.partition(",")
+    if not (sep and first.strip().isdigit() and last.strip().isdigit()):
+        raise ConfigError(f"unfreeze layers {text!r}: expected none, {ALL_BUT_FIRST} or FIRST,LAST (0-based)")
+    return (int(first), int(last))
 
 
 WAVLM_LARGE = "microsoft/wavlm-large"
@@ -377,13 +502,59 @@ class MelMultiScaleConfig:
 
 
 @dataclass(frozen=True)
+class MelViTConfig:
+    """Mel-ViT: a Vision Transformer over (mel, delta mel), ViT-Small sized by default
+    (~21.5 M parameters, ~52x the Mel-CNN; the study reports its ViT at over 100x its CNN).
+
+    The input is cut into ``patch_size`` patches by a strided conv; the time axis is
+    zero-padded on the right to a multiple of the patch width (301 -> 304 frames: 8 x 19 =
+    152 patches at the defaults) so no frame is dropped. A learned class token and learned
+    positional embeddings (one per patch of that fixed grid) go into a pre-norm transformer
+    encoder; the class token's final state is the embedding.
+    """
+
+    in_channels: int = 2  # mel + delta
+    n_mels: int = field(default_factory=lambda: FrontendConfig().n_mels)
+    n_frames: int = field(default_factory=lambda: FrontendConfig().n_frames)
+    """Input size the positional embeddings are made for (the front end's mel shape)."""
+    patch_size: tuple[int, int] = (16, 16)
+    """(frequency bins, frames) per patch; ``n_mels`` must be a multiple of the first."""
+    embed_dim: int = 384
+    depth: int = 12
+    heads: int = 6
+    mlp_ratio: int = 4
+    dropout: float = 0.1
+    """Inside the encoder (attention and MLP): ViT's own value; the detectors' 0.3 in each
+    of 12 residual blocks would stall training from scratch."""
+    head_dropout: float = 0.3
+    """On the embedding before ``head``, as the other detectors' ``dropout``."""
+
+    def __post_init__(self) -> None:
+        _positive("MelViTConfig", in_channels=self.in_channels, n_mels=self.n_mels, n_frames=self.n_frames,
+                  patch_height=self.patch_size[0], patch_width=self.patch_size[-1],
+                  embed_dim=self.embed_dim, depth=self.depth, heads=self.heads, mlp_ratio=self.mlp_ratio)
+        _probability("MelViTConfig", dropout=self.dropout, head_dropout=self.head_dropout)
+        if len(self.patch_size) != 2 or self.n_mels % self.patch_size[0]:
+            raise ConfigError(f"MelViTConfig.patch_size must be (height, width) with n_mels ({self.n_mels}) "
+                              f"a multiple of height, got {self.patch_size!r}")
+        if self.embed_dim % self.heads:
+            raise ConfigError(f"MelViTConfig.embed_dim ({self.embed_dim}) must be a multiple of heads ({self.heads})")
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        """Patches along (frequency, time), the time axis padded up to whole patches."""
+        return self.n_mels // self.patch_size[0], -(-self.n_frames // self.patch_size[1])
+
+
+@dataclass(frozen=True)
 class WavLMCNNConfig:
     """WavLM + CNN: frozen WavLM features, projected to ``feature_bins`` and fed to a Mel-CNN
     style conv stack as a 1-channel image (bins x frames)."""
 
     wavlm: str = WAVLM_LARGE
-    unfreeze_layers: tuple[int, int] | None = None
-    """Inclusive 0-based range of transformer layers to train; ``None`` = fully frozen."""
+    unfreeze_layers: tuple[int, int] | str | None = None
+    """Inclusive 0-based range of transformer layers to train, or :data:`ALL_BUT_FIRST`;
+    ``None`` = fully frozen."""
     feature_bins: int = 128
     head: MelCNNConfig = field(default_factory=lambda: MelCNNConfig(in_channels=1))
 
@@ -397,7 +568,7 @@ class WavLMAASISTConfig:
     """WavLM + AASIST: three fused streams (WavLM, mel multi-scale encoder, LFCC)."""
 
     wavlm: str = WAVLM_LARGE
-    unfreeze_layers: tuple[int, int] | None = (12, 23)  # the study: upper half of WavLM-Large
+    unfreeze_layers: tuple[int, int] | str | None = (12, 23)  # the study: upper half of WavLM-Large
     wavlm_dim: int = 256  # WavLM frames projected to this, then averaged over time
     mel: MelMultiScaleConfig = field(default_factory=MelMultiScaleConfig)
     lfcc_coefficients: int = field(default_factory=lambda: FrontendConfig().lfcc_n_lfcc)
@@ -437,7 +608,16 @@ class TrainConfig:
     default_condition: str = RAW_CONDITION  # data specs without :CONDITION: the ingested files as they are
     default_train_split: str = "train"  # train spec without @SPLIT
     eval_batch_size: int = 256
+    balance: str | None = None
+    """Class balancing of the train data (one of :data:`BALANCE_MODES`): ``undersample``
+    draws the majority class down to the minority's count (seeded, on clip ids, before
+    anything is loaded; :func:`dfpipe.clipsets.load_balanced_clip_set`); ``weight`` weighs
+    the spoof loss by n_bonafide / n_spoof (BCE ``pos_weight``). ``None``: as the data is."""
+    init_from: str | None = None
+    """A model checkpoint (``epoch-NNN.pt`` URI) whose weights start the run (warm start;
+    the optimiser starts fresh). Its run id and epoch are part of the new run's identity."""
 
+    BALANCE_MODES = ("undersample", "weight")
     MEL_BATCH = 128
     WAVLM_BATCH = 64
     MEL_EPOCHS = 50
@@ -450,6 +630,8 @@ class TrainConfig:
             raise ConfigError(f"TrainConfig.weight_decay must be >= 0, got {self.weight_decay}")
         if not 0.0 < self.val_fraction < 1.0:
             raise ConfigError(f"TrainConfig.val_fraction must be in (0, 1), got {self.val_fraction}")
+        if self.balance is not None and self.balance not in self.BALANCE_MODES:
+            raise ConfigError(f"TrainConfig.balance must be one of {self.BALANCE_MODES} or None, got {self.balance!r}")
         for name in ("batch_size", "epochs"):
             value = getattr(self, name)
             if value is not None:
@@ -559,6 +741,71 @@ class DemoCorpusConfig:
                   trim_below_peak_db=self.trim_below_peak_db)
         if any(n < 1 for n in self.small_per_class):
             raise ConfigError(f"DemoCorpusConfig.small_per_class must be >= 1 each, got {self.small_per_class}")
+
+
+STANDIN_RELEASES = ("asvspoof5", "in-the-wild", "deepfake-eval-2024", "folder")
+"""Releases ``dfpipe corpus build-standin --like`` can imitate (their ``--format`` names)."""
+
+
+@dataclass(frozen=True)
+class StandinConfig:
+    """Stand-in corpora (``dfpipe corpus build-standin``): a release's layout, demo audio.
+
+    A stand-in checks a study's plumbing before the real corpus is at hand; it says nothing
+    about detection (the audio is the demo corpus').
+    """
+
+    n: int = 40
+    """Clips per protocol file / split (ASVspoof5 train, dev, eval; folder train, test) or
+    in the whole corpus (In-the-Wild, Deepfake-Eval-2024)."""
+    seed: int = 0
+    asvspoof5_bonafide_share: float = 0.1
+    """ASVspoof5 train is about 1 bona fide to 9 spoof (dev and eval too), so balancing matters."""
+    gain_db_range: tuple[float, float] = (-3.0, 0.0)
+    """Each file gets its own drawn gain: a demo clip reused in two files then has two
+    contents (ingest deduplicates by content)."""
+    enrolment_per_speaker: int = 3
+    """ASVspoof5 Track 2: enrolment files per target speaker."""
+
+    def __post_init__(self) -> None:
+        if self.n < 4:
+            raise ConfigError(f"StandinConfig.n must be >= 4 (bona fide and spoof in each part), got {self.n}")
+        if not 0.0 < self.asvspoof5_bonafide_share < 1.0:
+            raise ConfigError("StandinConfig.asvspoof5_bonafide_share must be in (0, 1), "
+                              f"got {self.asvspoof5_bonafide_share}")
+        _positive("StandinConfig", enrolment_per_speaker=self.enrolment_per_speaker)
+        if not self.gain_db_range[0] <= self.gain_db_range[1] <= 0:
+            raise ConfigError(f"StandinConfig.gain_db_range must be (lo, hi) with lo <= hi <= 0, "
+                              f"got {self.gain_db_range}")
+
+
+@dataclass(frozen=True)
+class RehearsalConfig:
+    """``dfpipe study --rehearse``: every run of a study at a scale a laptop runs in minutes.
+
+    Checks the study end to end (files, conditions, every run and warm start, every table)
+    before GPUs are booked; the numbers it produces mean nothing.
+    """
+
+    epochs: int = 1
+    clips_per_split: int = 24
+    """Each corpus is ingested at this many clips per split (:attr:`IngestConfig.sample_per_split`)."""
+    batch_size: int = 8
+    seed: int = 0
+    wavlm_hidden_size: int = 32
+    wavlm_heads: int = 2
+    wavlm_intermediate_size: int = 64
+    wavlm_conv_dim: int = 32
+    """The random WavLM standing in for WavLM-Large: its architecture flags and its 24 layers
+    (so every ``unfreeze_layers`` range of a study stays valid), these widths."""
+
+    def __post_init__(self) -> None:
+        _positive("RehearsalConfig", epochs=self.epochs, batch_size=self.batch_size,
+                  wavlm_hidden_size=self.wavlm_hidden_size, wavlm_heads=self.wavlm_heads,
+                  wavlm_intermediate_size=self.wavlm_intermediate_size, wavlm_conv_dim=self.wavlm_conv_dim)
+        if self.clips_per_split < 4:
+            raise ConfigError(f"RehearsalConfig.clips_per_split must be >= 4 (a validation clip of each label "
+                              f"and training clips), got {self.clips_per_split}")
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,17 @@ class DeviceContext:
         return torch.amp.GradScaler(self.device.type, enabled=self.amp)
 
 
+def restore_grad_scaler(scaler: torch.amp.GradScaler, state: dict) -> None:
+    """Load a saved scaler state into ``scaler`` when there is one to load.
+
+    A run saved where AMP was off (the CPU) stores a disabled scaler's empty state, which an
+    enabled scaler refuses; resumed on CUDA, the scaler then starts at its initial scale
+    (it adapts within a few steps). A disabled scaler ignores any state.
+    """
+    if state:
+        scaler.load_state_dict(state)
+
+
 def select_device(preference: str = "auto", *, amp: bool = True, cpu_threads: int | None = None) -> DeviceContext:
     """Pick the device, turn TF32 on for CUDA matmuls/convolutions, decide AMP.
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import inspect
 import os
 import time
 from collections import Counter, defaultdict
@@ -29,17 +30,19 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from dfpipe.audio_io import probe
+from dfpipe.audio_io import DECODER, decoder_version, probe
 from dfpipe.config import IngestConfig
-from dfpipe.corpora import ADAPTERS, CorpusEntry, CorpusItem, CorpusReject
+from dfpipe.corpora import ADAPTERS, Adapter, CorpusEntry, CorpusItem, CorpusReject
 from dfpipe.errors import ConfigError, RejectedInput
 from dfpipe.lake import Lake, check_name, stable_id
+from dfpipe.parquet_source import is_row_uri
 from dfpipe.schemas import CLIPS
 from dfpipe.stage_kit import Executor, committed, map_shards, read_source, reject_row, rejects_table
 
 STAGE = "ingest"
 DEFAULT_CONFIG = IngestConfig()
 _HASH_CHUNK_BYTES = 1 << 20  # read size while hashing: large enough for disk throughput
+_DECODER_VERSION = decoder_version()
 
 
 @dataclass(frozen=True)
@@ -98,14 +101,63 @@ class IngestSummary:
 def corpus_entries(corpus_format: str, path: str | os.PathLike[str], config: IngestConfig) -> Iterator[CorpusEntry]:
     """The items and rejects of the corpus at ``path`` read by the adapter ``corpus_format``.
 
+    ``config.adapter_options`` go to the adapter as keyword arguments; an option the
+    adapter does not take is refused here, before any work, naming it as a command-line
+    option (``--label-column does not apply to --format folder``).
+
     Raises:
-        ConfigError: unknown format (naming the known ones), or the adapter's own errors.
+        ConfigError: unknown format (naming the known ones), an option the adapter does not
+            take, or the adapter's own errors.
+    """
+    adapter = check_adapter_options(corpus_format, config)
+    entries = adapter(path, allow_outside_root=config.allow_outside_root, **dict(config.adapter_options))
+    if config.sample_per_split is None:
+        return entries
+    return sample_entries(entries, config.sample_per_split, config.sample_seed)
+
+
+def sample_entries(entries: Iterable[CorpusEntry], per_split: int, seed: int) -> Iterator[CorpusEntry]:
+    """At most ``per_split`` items of each split, stratified by label; rejects unchanged.
+
+    Each smaller label of a split keeps its share of ``per_split`` (rounded, at least one
+    clip) and the largest the rest, so a 1:9 corpus stays 1:9; within a label the items with the lowest seeded hash of their
+    relpath are kept (stable when the corpus grows). Kept items and rejects come in the
+    adapter's order.
+    """
+    entries = list(entries)
+    groups: dict[str | None, dict[str, list[int]]] = defaultdict(lambda: defaultdict(list))
+    for index, entry in enumerate(entries):
+        if isinstance(entry, CorpusItem):
+            groups[entry.split][entry.label].append(index)
+    kept: set[int] = set()
+    for by_label in groups.values():
+        total = sum(len(members) for members in by_label.values())
+        *smaller, largest = sorted(by_label.values(), key=len)
+        quotas = [max(1, round(per_split * len(members) / total)) for members in smaller]
+        for members, quota in zip([*smaller, largest], [*quotas, per_split - sum(quotas)]):
+            members.sort(key=lambda i: stable_id(str(seed), entries[i].relpath))
+            kept.update(members[:quota])
+    return (entry for index, entry in enumerate(entries) if isinstance(entry, CorpusReject) or index in kept)
+
+
+def check_adapter_options(corpus_format: str, config: IngestConfig) -> Adapter:
+    """The adapter of ``corpus_format``, once it is known to take every ``config.adapter_options``.
+
+    Raises:
+        ConfigError: unknown format, or an option the adapter does not take (named as the
+            command-line option, with the ones it does take).
     """
     try:
         adapter = ADAPTERS[corpus_format]
     except KeyError:
         raise ConfigError(f"unknown corpus format {corpus_format!r}; known: {', '.join(ADAPTERS)}") from None
-    return adapter(path, allow_outside_root=config.allow_outside_root)
+    parameters = inspect.signature(adapter).parameters.values()
+    takes = {p.name for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY} - {"allow_outside_root"}
+    for name in sorted(set(dict(config.adapter_options)) - takes):
+        accepted = ", ".join(f"--{o.replace('_', '-')}" for o in sorted(takes)) or "no options"
+        raise ConfigError(f"--{name.replace('_', '-')} does not apply to --format {corpus_format} "
+                          f"(it takes {accepted})")
+    return adapter
 
 
 def plan_ingest(lake_uri: str, corpus: str, entries: Iterable[CorpusEntry], config: IngestConfig) -> IngestPlan:
@@ -261,24 +313,41 @@ def _already_in_lake(lake: Lake, corpus: str) -> tuple[set[str], dict[str, str]]
 
 
 def _content_ids(corpus: str, items: list[CorpusItem], *, hash_all: bool) -> dict[str, str]:
-    """``{source: clip_id}`` of the non-empty regular files that may have a twin."""
+    """``{source: clip_id}`` of the non-empty sources that may have a twin.
+
+    A source is a regular file (its size from ``stat``) or audio embedded in a Parquet row
+    (its size from the adapter, ``CorpusItem.size_bytes``; its bytes read through
+    :func:`read_source`), so embedded duplicates are settled exactly like files.
+    """
     sizes = {}
     for item in items:
-        try:
-            stat = os.stat(item.source)
-        except OSError:
-            continue  # ingest_shard turns it into a reject with the reason
-        if Path(item.source).is_file() and stat.st_size > 0:
-            sizes[item.source] = stat.st_size
+        if item.size_bytes is not None:
+            size = item.size_bytes
+        else:
+            try:
+                stat = os.stat(item.source)
+            except OSError:
+                continue  # ingest_shard turns it into a reject with the reason
+            if not Path(item.source).is_file():
+                continue
+            size = stat.st_size
+        if size > 0:
+            sizes[item.source] = size
     counts = Counter(sizes.values())
     ids = {}
     for source, size in sizes.items():
         if hash_all or counts[size] > 1:
             try:
-                ids[source] = stable_id(corpus, _sha256_file(source))
-            except OSError:
+                ids[source] = stable_id(corpus, _sha256_source(source))
+            except (OSError, RejectedInput):
                 continue
     return ids
+
+
+def _sha256_source(source: str) -> str:
+    if is_row_uri(source):
+        return hashlib.sha256(read_source(source)).hexdigest()
+    return _sha256_file(source)
 
 
 def _sha256_file(path: str) -> str:
@@ -301,5 +370,6 @@ def _clip_row(corpus: str, item: CorpusItem, data: bytes, sha: str, config: Inge
         "source_codec": info.codec, "source_format": info.format, "duration_s": info.duration_s,
         "sample_rate": info.sample_rate, "channels": info.channels, "size_bytes": len(data),
         "content_sha256": sha, "attributes": sorted(item.attributes.items()),
+        "decoder": DECODER, "decoder_version": _DECODER_VERSION,
     }
 

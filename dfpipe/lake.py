@@ -123,7 +123,13 @@ class Lake:
     """
 
     def __init__(self, root: str, *, storage_options: Mapping[str, object] | None = None) -> None:
-        self.fs, path = fsspec.core.url_to_fs(str(root), **dict(storage_options or {}))
+        options = dict(storage_options or {})
+        if fsspec.core.split_protocol(str(root))[0] not in (None, "file", "local"):
+            # Many processes commit to one lake (Dask workers, other commands): a listing this
+            # process cached goes stale, and a shard committed since then would look missing
+            # (has_shard False; DuckDB "No files found" on a file the lake just listed).
+            options.setdefault("use_listings_cache", False)
+        self.fs, path = fsspec.core.url_to_fs(str(root), **options)
         self.is_local = "file" in _protocols(self.fs)
         self.root = os.path.abspath(path) if self.is_local else path.rstrip("/")
         self.uri = self.root if self.is_local else f"{_protocols(self.fs)[0]}://{self.root}"

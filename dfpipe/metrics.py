@@ -32,12 +32,14 @@ import os
 import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
+import yaml
 
-from dfpipe.config import MetricsConfig
+from dfpipe.config import VAL_DATASET, AudioConfig, MetricsConfig, RecordConfig
 from dfpipe.errors import ConfigError, DfpipeError
 from dfpipe.lake import Lake, _sql_list, atomic_write, conform
 from dfpipe.metric_tables import (
@@ -50,13 +52,25 @@ from dfpipe.metric_tables import (
     fs_uri,
     load_models,
 )
+from dfpipe.publish import (
+    ScoreRecord,
+    WindowPolicy,
+    arena_keys_text,
+    arena_scores_text,
+    check_utterance_ids,
+    hf_file_name,
+    read_arena_keys,
+    read_arena_scores,
+    sha256_file,
+    write_text,
+)
 from dfpipe.schemas import TABLES
 
 __all__ = [
     "EVAL_RELATIONS", "EVAL_RUN", "KEY_COLUMN_ALIASES", "METRICS_DATABASE", "METRICS_FOLDER",
-    "PARAMS_RELATION", "SQL_DIR", "MetricsSummary", "SqlModel", "attach_metrics", "bind_params",
-    "build_models", "check_dependencies", "compute_metrics", "evaluate_score_files", "export_scores",
-    "load_models", "read_score_files", "select_models",
+    "PARAMS_RELATION", "SQL_DIR", "MetricsSummary", "RecordCheck", "SqlModel", "WrittenRecord",
+    "attach_metrics", "bind_params", "build_models", "check_dependencies", "check_record", "compute_metrics",
+    "evaluate_score_files", "export_record", "export_scores", "load_models", "read_score_files", "select_models",
 ]
 
 EVAL_RUN = "eval"
@@ -286,6 +300,12 @@ def read_score_files(scores: str | os.PathLike[str], keys: str | os.PathLike[str
         key_rows = _read_tsv(con, keys, "key file")
     finally:
         con.close()
+    return _predictions_from_rows(score_rows, key_rows, f"{scores} / {keys}")
+
+
+def _predictions_from_rows(score_rows: pa.Table, key_rows: pa.Table, where: str) -> pa.Table:
+    """Score rows (filename, score, ...) and key rows (filename, label, extra columns...),
+    all strings, checked and joined into ``predictions`` rows (:func:`read_score_files`)."""
     score_names, key_names = score_rows.column_names, key_rows.column_names
     if len(score_names) < 2 or len(key_names) < 2:
         raise DfpipeError("score and key files need a header and >= 2 tab-separated columns")
@@ -316,7 +336,7 @@ def read_score_files(scores: str | os.PathLike[str], keys: str | os.PathLike[str
         if n
     ]
     if problems:
-        raise DfpipeError(f"{scores} / {keys}: " + "; ".join(problems))
+        raise DfpipeError(f"{where}: " + "; ".join(problems))
     # condition is required in predictions: key files without one get "eval"
     condition = "coalesce(key_rows.condition, ?)" if "condition" in extra else "?"
     extra_select = "".join(f", key_rows.{column}" for column in extra if column != "condition")
@@ -352,8 +372,12 @@ def evaluate_score_files(
         ``p_spoof_<threshold>`` only (``headline_policy``; a score file has no validation set
         for ``val_eer``).
     """
+    return _evaluate(read_score_files(scores, keys), config)
+
+
+def _evaluate(predictions: pa.Table, config: MetricsConfig | None) -> dict[str, list[dict[str, object]]]:
+    """:func:`evaluate_score_files` of ``predictions`` rows (run and dataset :data:`EVAL_RUN`)."""
     config = config or MetricsConfig()
-    predictions = read_score_files(scores, keys)
     con = duckdb.connect()
     _register_tables(con, {
         name: predictions if name == "predictions" else schema.empty_table() for name, schema in TABLES.items()
@@ -414,6 +438,200 @@ def export_scores(
     if keys_out is not None:
         _write_tsv(keys_out, ["filename", "cm-label"], ((clip, label) for clip, _, label in rows))
     return len(rows)
+
+
+# -- publishable records -----------------------------------------------------------------
+@dataclass(frozen=True)
+class WrittenRecord:
+    """What :func:`export_record` wrote: the record and the files, record first."""
+
+    record: ScoreRecord
+    files: list[str]
+
+
+@dataclass(frozen=True)
+class RecordCheck:
+    """What :func:`check_record` verified: the record, the EER recomputed (percent, not
+    rounded), the trials counted in the score file, and the key file used."""
+
+    record: ScoreRecord
+    eer_percent: float
+    n_trials: int
+    keys: str
+
+
+_RECORD_IDS = {"clip_id": "p.clip_id", "path": "c.source_relpath"}
+
+
+def export_record(
+    lake_uri: str,
+    *,
+    run_id: str,
+    epoch: int,
+    dataset: str,
+    out_dir: str | os.PathLike[str],
+    dataset_id: str,
+    revision: str,
+    system: str | None = None,
+    split: str | None = None,
+    task_id: str | None = None,
+    source_url: str | None = None,
+    config: RecordConfig | None = None,
+    metrics_config: MetricsConfig | None = None,
+    audio: AudioConfig | None = None,
+) -> WrittenRecord:
+    """Write one run/epoch/dataset of ``predictions`` as a publishable record (:mod:`dfpipe.publish`).
+
+    ``out_dir`` gets ``scores.txt`` (``<id> <cm-score>``, cm-score = ``-spoof_logit``),
+    ``keys.csv``, ``result.yaml`` and ``.eval_results/<dataset>.yaml``. The EER is computed
+    from the written files by the same path as :func:`check_record` (the metric SQL), so
+    the record checks by construction. ``n_skipped`` counts the clips of the corpus splits
+    the predictions cover that have no prediction (rejected before scoring); ``val`` is
+    drawn from clips that had inputs, so it skips none.
+
+    Args:
+        system: the record's system name; default the run's ``arch``.
+        split: default ``dataset``.
+        task_id: the Hugging Face entry's ``task_id``; default the split.
+        config: ids, window policy, EER decimals, file names (:class:`RecordConfig`).
+        audio: the front end's clip (the window policy's length and rate).
+
+    Raises:
+        ConfigError: a window policy other than ``centre-crop`` (the lake's predictions
+            are the front end's centre crops).
+        DfpipeError: no such predictions, ids a score file cannot hold, no ``runs`` row
+            to name the system, or an undefined EER (one class only).
+    """
+    config = config or RecordConfig()
+    audio = audio or AudioConfig()
+    if config.window_policy != "centre-crop":
+        raise ConfigError(
+            f"window policy {config.window_policy!r}: the lake's predictions are centre crops of "
+            f"{audio.clip_seconds:g} s (AudioConfig.clip_seconds), so their record says centre-crop"
+        )
+    con = Lake(lake_uri).connect()
+    key = [run_id, epoch, dataset]
+    rows = con.execute(
+        f"select {_RECORD_IDS[config.ids]} as uid, -p.spoof_logit, p.label from predictions p "
+        "left join clips c on c.clip_id = p.clip_id and c.corpus = p.corpus "
+        "where p.run_id = ? and p.epoch = ? and p.dataset = ? order by uid",
+        key,
+    ).fetchall()
+    if not rows:
+        raise DfpipeError(f"no predictions for run {run_id!r}, epoch {epoch}, dataset {dataset!r} in {lake_uri}")
+    if any(uid is None for uid, _, _ in rows):
+        raise DfpipeError("--ids path: some predictions have no clips row to take the path from")
+    check_utterance_ids(uid for uid, _, _ in rows)
+    if system is None:
+        found = con.execute("select arch from runs where run_id = ?", [run_id]).fetchone()
+        if found is None:
+            raise DfpipeError(f"run {run_id!r} has no runs row to name the system: give a system name")
+        system = found[0]
+    n_skipped = 0 if dataset == VAL_DATASET else con.execute(
+        """
+        with predicted as (
+            select distinct clip_id, corpus, split from predictions where run_id = ? and epoch = ? and dataset = ?
+        )
+        select count(*) from clips c
+        where exists (select 1 from predicted p where p.corpus = c.corpus and p.split is not distinct from c.split)
+          and not exists (select 1 from predicted p where p.clip_id = c.clip_id and p.corpus = c.corpus)
+        """,
+        key,
+    ).fetchone()[0]
+    con.close()
+
+    out = Path(out_dir)
+    hf_dir = out / config.hf_folder
+    hf_dir.mkdir(parents=True, exist_ok=True)
+    scores, keys = out / config.scores_file, out / config.keys_file
+    write_text(scores, arena_scores_text((uid, score) for uid, score, _ in rows))
+    write_text(keys, arena_keys_text((uid, label) for uid, _, label in rows))
+    overall = _record_metrics(scores, keys, metrics_config)
+    if overall["eer"] is None:
+        raise DfpipeError(f"the EER of run {run_id!r} epoch {epoch} on {dataset!r} is undefined: {overall['reason']}")
+    record = ScoreRecord(
+        system=system, dataset_id=dataset_id, dataset_revision=revision, split=split or dataset,
+        eer_percent=float(f"{overall['eer'] * 100:.{config.eer_decimals}f}"), eer_decimals=config.eer_decimals,
+        n_trials=len(rows), n_bonafide=int(overall["n_bonafide"]), n_spoof=int(overall["n_spoof"]),
+        n_skipped=int(n_skipped), scores_file=config.scores_file, scores_sha256=sha256_file(scores),
+        keys_file=config.keys_file, keys_sha256=sha256_file(keys),
+        window_policy=WindowPolicy("centre-crop", audio.clip_seconds, audio.sample_rate),
+        producer={"tool": "dfpipe", "version": _version(), "lake": Lake(lake_uri).uri, "run_id": run_id,
+                  "epoch": epoch, "lake_dataset": dataset, "ids": config.ids},
+    )
+    record_path = out / config.record_file
+    write_text(record_path, record.to_yaml())
+    hf_path = hf_dir / hf_file_name(dataset_id)
+    write_text(hf_path, yaml.safe_dump(record.hf_entry(task_id, source_url), sort_keys=False, allow_unicode=True))
+    return WrittenRecord(record, [str(record_path), str(scores), str(keys), str(hf_path)])
+
+
+def check_record(
+    record_path: str | os.PathLike[str],
+    keys: str | os.PathLike[str] | None = None,
+    config: MetricsConfig | None = None,
+) -> RecordCheck:
+    """Check a ``result.yaml``: the sha256 of its score file (and key file), the trials
+    counted in the score file, and the EER recomputed by the metric SQL (as :func:`evaluate_score_files`)
+    against ``eer_percent``, both rounded to the record's ``eer_decimals``.
+
+    Args:
+        record_path: the ``result.yaml``; its files are named relative to its folder.
+        keys: a ``file_name,label`` CSV to use instead of the record's pinned ``keys.csv``
+            (e.g. the dataset's official protocol; its hash is then not checked).
+
+    Raises:
+        DfpipeError: one line naming the first mismatch (an invalid record, a changed or
+            missing file, another trial count, another EER).
+    """
+    record = ScoreRecord.load(record_path)
+    folder = Path(record_path).parent
+    scores = _pinned(folder, record.scores_file, record.scores_sha256, record_path)
+    if keys is None:
+        if record.keys_file is None:
+            raise DfpipeError(f"{record_path} pins no key file: give one (--keys)")
+        keys = _pinned(folder, record.keys_file, record.keys_sha256, record_path)
+    n_trials = read_arena_scores(scores).num_rows
+    if n_trials != record.n_trials:
+        raise DfpipeError(f"{scores}: {n_trials} trials, the record's n_trials is {record.n_trials}")
+    overall = _record_metrics(scores, keys, config)
+    if overall["eer"] is None:
+        raise DfpipeError(f"{scores}: the EER is undefined ({overall['reason']})")
+    recomputed = overall["eer"] * 100
+    if record.eer_text(recomputed) != record.eer_text():
+        raise DfpipeError(
+            f"{record_path}: EER {record.eer_text(recomputed)} % recomputed from {record.scores_file} does not "
+            f"match the record's eer_percent {record.eer_text()} (compared at {record.eer_decimals} decimals)"
+        )
+    return RecordCheck(record, recomputed, n_trials, os.fspath(keys))
+
+
+def _pinned(folder: Path, name: str, sha256: str | None, record_path: str | os.PathLike[str]) -> Path:
+    """``folder/name`` after checking it exists and has the record's sha256."""
+    if Path(name).is_absolute() or ".." in Path(name).parts:
+        raise DfpipeError(f"{record_path}: file {name!r} must be a path inside the record's folder")
+    path = folder / name
+    if not path.is_file():
+        raise DfpipeError(f"{record_path}: pinned file {path} is missing")
+    got = sha256_file(path)
+    if got != sha256:
+        raise DfpipeError(f"{path}: sha256 {got} does not match the record's {sha256} (the file changed)")
+    return path
+
+
+def _record_metrics(scores: Path, keys: str | os.PathLike[str], config: MetricsConfig | None) -> dict[str, object]:
+    """The ``overall`` score_metrics row of an Arena score file and key file."""
+    predictions = _predictions_from_rows(read_arena_scores(scores), read_arena_keys(keys), f"{scores} / {keys}")
+    return _evaluate(predictions, config)["score_metrics"][0]
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("dfpipe")
+    except PackageNotFoundError:
+        return "unknown"
 
 
 # -- helpers -----------------------------------------------------------------------------

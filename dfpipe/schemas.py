@@ -26,8 +26,10 @@ CLIPS = pa.schema(
         pa.field("family", _str),  # generator family (formant, diphone, neural, ...)
         pa.field("speaker", _str),
         pa.field("language", _str),
-        pa.field("source_uri", _str, nullable=False),  # absolute path or URL of the raw file
-        pa.field("source_relpath", _str, nullable=False),  # path relative to the corpus root
+        # absolute path or URL of the raw file, or parquet:///f.parquet?column=audio.bytes&row=N
+        # for audio embedded in a Parquet row (dfpipe.parquet_source)
+        pa.field("source_uri", _str, nullable=False),
+        pa.field("source_relpath", _str, nullable=False),  # relative to the corpus root (f.parquet:N: a row)
         pa.field("source_codec", _str, nullable=False),  # as probed: mp3, flac, pcm_s16le, aac...
         pa.field("source_format", _str, nullable=False),  # container as probed: mp3, wav, mov,mp4,...
         pa.field("duration_s", pa.float64(), nullable=False),
@@ -36,6 +38,10 @@ CLIPS = pa.schema(
         pa.field("size_bytes", pa.int64(), nullable=False),
         pa.field("content_sha256", _str, nullable=False),
         pa.field("attributes", _attributes),  # every other original column of the corpus
+        # What probed the clip: "pyav" and "av 18.1.0; FFmpeg 8.1.2 (libavcodec 62.28.102)".
+        # NULL in rows written before these columns existed.
+        pa.field("decoder", _str),
+        pa.field("decoder_version", _str),
     ],
     metadata={"grain": "one row per distinct audio file of a corpus"},
 )
@@ -111,6 +117,9 @@ EPOCHS = pa.schema(
         pa.field("epoch", pa.int32(), nullable=False),  # 1-based
         pa.field("train_loss", pa.float64(), nullable=False),
         pa.field("train_acc", pa.float64(), nullable=False),
+        # mean BCE-with-logits over the run's val split; null when val is empty (and in
+        # rows written before it was recorded)
+        pa.field("val_loss", pa.float64()),
         pa.field("n_train", pa.int64(), nullable=False),
         pa.field("checkpoint_uri", _str, nullable=False),
         pa.field("checkpoint_bytes", pa.int64(), nullable=False),

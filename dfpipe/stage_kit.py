@@ -31,6 +31,7 @@ import pyarrow.dataset as ds
 
 from dfpipe.errors import RejectedInput
 from dfpipe.lake import Lake
+from dfpipe.parquet_source import is_row_uri, read_value
 from dfpipe.schemas import REJECTS
 
 S = TypeVar("S")
@@ -58,13 +59,17 @@ class StageSummary:
 
 
 def read_source(uri: str) -> bytes:
-    """The bytes of a source file (local path or fsspec URL).
+    """The bytes of a source file (local path or fsspec URL), or of audio embedded in a
+    Parquet row (``parquet:///file.parquet?column=audio.bytes&row=12``, see
+    :mod:`dfpipe.parquet_source`).
 
     Raises:
         RejectedInput: ``missing`` (it does not exist), ``not_a_file`` (a directory), or
             ``unreadable`` (a local file the OS refuses to read, e.g. no permission). Other
             errors of remote storage propagate, so a task retry can try again.
     """
+    if is_row_uri(uri):
+        return read_value(uri)
     try:
         if _is_local(uri):
             return Path(uri.removeprefix("file://")).read_bytes()

@@ -39,7 +39,13 @@ from typing import TYPE_CHECKING, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from dfpipe.config import RAW_CONDITION, VAL_DATASET, TrainConfig
+from dfpipe.config import (
+    POLISHED_SUFFIX,
+    RAW_CONDITION,
+    VAL_DATASET,
+    TrainConfig,
+    parse_unfreeze_layers,
+)
 from dfpipe.errors import ConfigError
 from dfpipe.lake import atomic_write, stable_id
 
@@ -82,7 +88,8 @@ class CorpusSpec(_Strict):
 
 
 class DataSetSpec(_Strict):
-    """A train or eval set of a study file: a slice of a corpus in one audio condition.
+    """An eval set of a study file: a slice of a corpus in one audio condition (and the base
+    of a train set, :class:`TrainSetSpec`).
 
     What runs take is a :class:`dfpipe.clipsets.DataSpec`, built by :meth:`to_data_spec`.
     """
@@ -100,25 +107,103 @@ class DataSetSpec(_Strict):
         return DataSpec(corpus=self.corpus, condition=self.condition, split=self.split or default_split)
 
 
+ROLES = ("test", "ood")
+"""Dataset names a train set may point at one of the study's eval sets (its own held-out set
+and OOD benchmark), so the metric SQL's roles hold for every run whatever it trained on."""
+
+
+class TrainSetSpec(DataSetSpec):
+    """A train set: the data, its class balancing and the eval sets that play its roles."""
+
+    balance: str | None = None
+    """:attr:`dfpipe.config.TrainConfig.balance` for every run on this set (unset: the recipe's)."""
+    test: str | None = None
+    """The eval set written as this set's runs' ``test`` (its own held-out set); unset: the
+    eval set named ``test``, if any."""
+    ood: str | None = None
+    """As ``test``, for the dataset ``ood``."""
+
+    @model_validator(mode="after")
+    def _balance_is_known(self) -> TrainSetSpec:
+        if self.balance is not None and self.balance not in TrainConfig.BALANCE_MODES:
+            raise ValueError(f"balance must be one of {TrainConfig.BALANCE_MODES}, got {self.balance!r}")
+        return self
+
+
+class TrainingOverrides(_Strict):
+    """Changes to the training recipe (:class:`dfpipe.config.TrainConfig`); unset fields keep
+    the recipe's values (the study's block over the defaults, an experiment's over the study's)."""
+
+    lr: float | None = Field(default=None, gt=0)
+    weight_decay: float | None = Field(default=None, ge=0)
+    batch_size: int | None = Field(default=None, gt=0)
+    val_fraction: float | None = Field(default=None, gt=0, lt=1)
+    grad_clip: float | None = Field(default=None, gt=0)
+
+    def apply(self, config: TrainConfig) -> TrainConfig:
+        return dataclasses.replace(config, **self.model_dump(exclude_none=True))
+
+
+class ModelOverrides(_Strict):
+    """Changes to an architecture's default config (:mod:`dfpipe.config`); unset: the default."""
+
+    unfreeze_layers: str | tuple[int, int] | None = None
+    """WavLM models: ``none`` (frozen), ``[first, last]`` (0-based, inclusive) or ``all-but-first``."""
+
+    @model_validator(mode="after")
+    def _layers_parse(self) -> ModelOverrides:
+        if isinstance(self.unfreeze_layers, str):
+            try:
+                parse_unfreeze_layers(self.unfreeze_layers)
+            except ConfigError as exc:
+                raise ValueError(str(exc)) from None
+        return self
+
+    def apply(self, config: Any) -> Any:
+        if self.unfreeze_layers is None:
+            return config
+        layers = self.unfreeze_layers
+        return dataclasses.replace(config, unfreeze_layers=parse_unfreeze_layers(layers)
+                                   if isinstance(layers, str) else layers)
+
+    def describe(self) -> str:
+        """The overrides as ``--dry-run`` shows them (empty: none)."""
+        layers = self.unfreeze_layers
+        if layers is None:
+            return ""
+        return f"unfreeze {layers if isinstance(layers, str) else f'{layers[0]}-{layers[1]}'}"
+
+
 class Experiment(_Strict):
-    """One block of the run matrix: every architecture × every named training set."""
+    """One block of the run matrix: every architecture × every named training set × seed,
+    with this block's own epochs, seeds, model and recipe changes and warm start."""
 
     name: str
     architectures: list[str] = Field(min_length=1)
     train: list[str] = Field(min_length=1)
     """Names from ``train_sets``."""
+    epochs: int | dict[str, int] | None = None
+    """As the study's ``epochs``, for this block's runs (unset: the study's)."""
+    seeds: list[int] | None = Field(default=None, min_length=1)
+    """Unset: the study's ``seeds``."""
+    model: ModelOverrides = ModelOverrides()
+    training: TrainingOverrides = TrainingOverrides()
+    """Over the study's ``training`` block."""
+    init_from: str | None = None
+    """``[<experiment>:]<train set>@<arch>[@epoch]``: every run of the block starts from the
+    model weights of that run of this study (same seed when the study plans one, else its
+    only run; ``experiment:`` picks among several) at that epoch (default: its last). The
+    source is trained first."""
 
-
-class TrainingOverrides(_Strict):
-    """Changes to the study's training recipe (:class:`dfpipe.config.TrainConfig`); unset
-    fields keep the recipe's values."""
-
-    lr: float | None = Field(default=None, gt=0)
-    weight_decay: float | None = Field(default=None, ge=0)
-    batch_size: int | None = Field(default=None, gt=0)
-
-    def apply(self, config: TrainConfig) -> TrainConfig:
-        return dataclasses.replace(config, **self.model_dump(exclude_none=True))
+    @model_validator(mode="after")
+    def _overrides_fit(self) -> Experiment:
+        if self.model.unfreeze_layers is not None:
+            others = [arch for arch in self.architectures if not arch.startswith("wavlm")]
+            if others:
+                raise ValueError(f"experiment {self.name!r}: unfreeze_layers applies to WavLM models, not {others}")
+        if self.init_from is not None:
+            parse_init_from(self.init_from)
+        return self
 
 
 class Study(_Strict):
@@ -126,10 +211,11 @@ class Study(_Strict):
 
     name: str
     corpora: dict[str, CorpusSpec] = Field(min_length=1)
-    train_sets: dict[str, DataSetSpec] = Field(min_length=1)
+    train_sets: dict[str, TrainSetSpec] = Field(min_length=1)
     eval_sets: dict[str, DataSetSpec] = Field(min_length=1)
     """Dataset names in ``predictions``: ``test`` (in-distribution), ``ood`` and a polished
-    variant such as ``test_polished`` are the roles the metric SQL reads (docs/metrics.md)."""
+    variant such as ``test_polished`` are the roles the metric SQL reads (docs/metrics.md);
+    a train set's ``test``/``ood`` rename its runs' sets to them (:meth:`eval_roles`)."""
     experiments: list[Experiment] = Field(min_length=1)
     epochs: int | dict[str, int] | None = None
     """Epochs for every run, or per architecture; unset: the recipe's own per-architecture
@@ -146,24 +232,44 @@ class Study(_Strict):
                 raise ValueError(f"set {name!r} names corpus {spec.corpus!r}, not in corpora")
         if VAL_DATASET in self.eval_sets:
             raise ValueError(f"'{VAL_DATASET}' is the name of each run's own validation split; rename the eval set")
+        for name, spec in self.train_sets.items():
+            for role in ROLES:
+                target = getattr(spec, role)
+                if target is not None and target not in self.eval_sets:
+                    raise ValueError(f"train set {name!r} names {role} set {target!r}, not in eval_sets")
         for experiment in self.experiments:
             for train in experiment.train:
                 if train not in self.train_sets:
                     raise ValueError(f"experiment {experiment.name!r} names train set {train!r}, not in train_sets")
-            if isinstance(self.epochs, dict):
-                missing = set(experiment.architectures) - set(self.epochs)
+            epochs = experiment.epochs if experiment.epochs is not None else self.epochs
+            if isinstance(epochs, dict):
+                missing = set(experiment.architectures) - set(epochs)
                 if missing:
                     raise ValueError(f"epochs has no entry for {sorted(missing)}")
+            if experiment.init_from is not None and parse_init_from(experiment.init_from)[1] not in self.train_sets:
+                raise ValueError(f"experiment {experiment.name!r}: init_from {experiment.init_from!r} names a "
+                                 "train set not in train_sets")
         return self
 
-    def epochs_for(self, arch: str) -> int:
-        if self.epochs is None:
+    def epochs_for(self, arch: str, experiment: Experiment | None = None) -> int:
+        epochs = experiment.epochs if experiment is not None and experiment.epochs is not None else self.epochs
+        if epochs is None:
             return TrainConfig().epochs_for(arch)
-        return self.epochs if isinstance(self.epochs, int) else self.epochs[arch]
+        return epochs if isinstance(epochs, int) else epochs[arch]
 
-    def train_config(self, run: PlannedRun) -> TrainConfig:
-        """The trainer's config for one planned run (epochs, seed, overrides)."""
-        return self.training.apply(TrainConfig(epochs=run.epochs, seed=run.seed))
+    def train_config(self, run: PlannedRun, init_from: str | None = None) -> TrainConfig:
+        """The trainer's config for one planned run: epochs, seed, its train set's balancing,
+        the study's then the experiment's recipe overrides, and (a warm-started run) the
+        checkpoint URI of its source (``init_from``, which the flow knows once the source ran).
+
+        Raises:
+            ConfigError: a warm-started run without ``init_from``.
+        """
+        if (run.init_from is None) != (init_from is None):
+            raise ConfigError(f"run {run.name}: init_from {init_from!r} does not match its plan ({run.init_from})")
+        base = TrainConfig(epochs=run.epochs, seed=run.seed, balance=self.train_sets[run.train_set].balance,
+                           init_from=init_from)
+        return run.training.apply(self.training.apply(base))
 
     def data_spec(self, name: str) -> str:
         """A train or eval set as ``CORPUS:CONDITION[@SPLIT]`` text, as the study file says it
@@ -176,18 +282,59 @@ class Study(_Strict):
         :attr:`~dfpipe.config.TrainConfig.default_train_split`)."""
         return self.train_sets[name].to_data_spec(TrainConfig.default_train_split)
 
-    def eval_data(self) -> dict[str, DataSpec]:
-        """Every eval set by name, as data specs (split unset: every clip)."""
-        return {name: spec.to_data_spec(None) for name, spec in self.eval_sets.items()}
+    def eval_roles(self, train_set: str | None = None) -> dict[str, str]:
+        """``{dataset name: eval set name}`` for the runs on ``train_set``.
 
-    def arch_config(self, arch: str) -> Any:
-        """``arch``'s default config, pointed at ``wavlm_path`` for the WavLM models;
-        ``None`` (the defaults) otherwise."""
-        if not (arch.startswith("wavlm") and self.wavlm_path):
+        Every eval set is written under its own name, except where the train set names one
+        for a role (``test: asv5_eval``): that set is written as the role (``test``), its
+        polished twin ``<set>_polished`` (when the study has one) as ``<role>_polished``,
+        and the sets that had those names are not scored for these runs.
+        """
+        spec = self.train_sets.get(train_set) if train_set else None
+        renamed: dict[str, str | None] = {}  # eval set -> its dataset name here (None: not scored)
+        for role in ROLES:
+            source = getattr(spec, role) if spec is not None else None
+            for suffix in ("", POLISHED_SUFFIX) if source is not None else ():
+                renamed.setdefault(role + suffix, None)  # displaced, unless it is the source itself
+                if source + suffix in self.eval_sets:
+                    renamed[source + suffix] = role + suffix
+        return {dataset: name for name in self.eval_sets if (dataset := renamed.get(name, name)) is not None}
+
+    def eval_data(self, train_set: str | None = None) -> dict[str, DataSpec]:
+        """The eval sets of the runs on ``train_set`` by dataset name (:meth:`eval_roles`), as
+        data specs (split unset: every clip)."""
+        return {dataset: self.eval_sets[name].to_data_spec(None) for dataset, name in self.eval_roles(train_set).items()}
+
+    def arch_config(self, arch: str, model: ModelOverrides | None = None) -> Any:
+        """``arch``'s default config, pointed at ``wavlm_path`` for the WavLM models and with
+        ``model``'s overrides; ``None`` (the defaults) when neither changes it."""
+        wavlm = arch.startswith("wavlm") and self.wavlm_path
+        if not wavlm and (model is None or model == ModelOverrides()):
             return None
-        from dfpipe.models import default_config  # torch: only when a WavLM run is planned
+        from dfpipe.models import default_config  # torch: only when a changed config is planned
 
-        return dataclasses.replace(default_config(arch), wavlm=self.wavlm_path)
+        config = default_config(arch)
+        if wavlm:
+            config = dataclasses.replace(config, wavlm=self.wavlm_path)
+        return model.apply(config) if model is not None else config
+
+
+def parse_init_from(text: str) -> tuple[str | None, str, str, int | None]:
+    """``[<experiment>:]<train set>@<arch>[@epoch]`` -> ``(experiment or None, train set,
+    arch, epoch or None)``; the experiment picks one run where the study has several.
+
+    Raises:
+        ValueError: another shape (pydantic reports it with the field).
+    """
+    experiment, _, rest = text.rpartition(":")
+    parts = rest.split("@")
+    if len(parts) not in (2, 3) or not all(parts) or (len(parts) == 3 and not parts[2].isdigit()) or (
+            _ and not experiment):
+        raise ValueError(f"init_from {text!r}: expected [<experiment>:]<train set>@<arch>[@epoch]")
+    epoch = int(parts[2]) if len(parts) == 3 else None
+    if epoch == 0:
+        raise ValueError(f"init_from {text!r}: epochs count from 1")
+    return experiment or None, parts[0], parts[1], epoch
 
 
 @dataclass(frozen=True)
@@ -199,6 +346,15 @@ class PlannedRun:
     train_set: str
     seed: int
     epochs: int
+    model: ModelOverrides
+    training: TrainingOverrides
+    init_from: tuple[str, int] | None = None
+    """``(source run name, epoch)``: the planned run whose checkpoint starts this one."""
+
+    @property
+    def name(self) -> str:
+        """Unique within a plan: ``experiment/arch/train set/seedN``."""
+        return f"{self.experiment}/{self.arch}/{self.train_set}/seed{self.seed}"
 
 
 @dataclass(frozen=True)
@@ -209,6 +365,7 @@ class StudyPlan:
     conditions: tuple[tuple[str, str], ...]  # (corpus, condition), raw excluded
     features: tuple[tuple[str, str], ...]  # (corpus, condition), raw included
     runs: tuple[PlannedRun, ...]
+    """Warm-started runs come after their sources."""
 
 
 def load_study(path: str | os.PathLike[str]) -> Study:
@@ -235,22 +392,82 @@ def load_study(path: str | os.PathLike[str]) -> Study:
 
 
 def plan_study(study: Study) -> StudyPlan:
-    """Expand a study into its stages' work, deduplicated, in a stable order."""
+    """Expand a study into its stages' work, deduplicated, in a stable order.
+
+    Raises:
+        ConfigError: an ``init_from`` that names no planned run (or several), an epoch past
+            the source's last, or a circle of warm starts.
+    """
     data_sets = [*study.train_sets.values(), *study.eval_sets.values()]
     features = sorted({(spec.corpus, spec.condition) for spec in data_sets})
-    runs: dict[tuple[str, str, int], PlannedRun] = {}
+    runs: dict[tuple, tuple[PlannedRun, str | None]] = {}
     for experiment in study.experiments:
         for arch in experiment.architectures:
             for train in experiment.train:
-                for seed in study.seeds:  # a run shared by two experiments is listed under the first
-                    runs.setdefault((arch, train, seed),
-                                    PlannedRun(experiment.name, arch, train, seed, study.epochs_for(arch)))
+                for seed in experiment.seeds or study.seeds:
+                    run = PlannedRun(experiment.name, arch, train, seed, study.epochs_for(arch, experiment),
+                                     experiment.model, experiment.training)
+                    # A run shared by two experiments is listed under the first. Epochs are not
+                    # part of a run's identity (a finished run can be extended): two epoch
+                    # counts for one run would train it once and extend it.
+                    key = (arch, train, seed, run.model, run.training, experiment.init_from)
+                    if key in runs and runs[key][0].epochs != run.epochs:
+                        raise ConfigError(f"runs {runs[key][0].name} and {run.name} are one run with "
+                                          f"{runs[key][0].epochs} and {run.epochs} epochs; give them one count")
+                    runs.setdefault(key, (run, experiment.init_from))
+    resolved = [dataclasses.replace(run, init_from=_resolve_init_from(run, ref, [r for r, _ in runs.values()]))
+                for run, ref in runs.values()]
     return StudyPlan(
         corpora=tuple(sorted({spec.corpus for spec in data_sets})),
         conditions=tuple(pair for pair in features if pair[1] != RAW_CONDITION),
         features=tuple(features),
-        runs=tuple(runs.values()),
+        runs=_sources_first(resolved),
     )
+
+
+def _resolve_init_from(run: PlannedRun, ref: str | None, runs: list[PlannedRun]) -> tuple[str, int] | None:
+    """The planned run (and epoch) that ``ref`` (``<train set>@<arch>[@epoch]``) names for ``run``."""
+    if ref is None:
+        return None
+    experiment, train_set, arch, epoch = parse_init_from(ref)
+    matches = [r for r in runs if (r.train_set, r.arch) == (train_set, arch) and r != run
+               and experiment in (None, r.experiment)]
+    same_seed = [r for r in matches if r.seed == run.seed]
+    candidates = same_seed or matches
+    if len(candidates) != 1:
+        found = "no" if not candidates else f"{len(candidates)} ({', '.join(r.name for r in candidates)})"
+        raise ConfigError(f"run {run.name}: init_from {ref!r} must name one run of this study; it names {found}")
+    source = candidates[0]
+    if epoch is not None and epoch > source.epochs:
+        raise ConfigError(f"run {run.name}: init_from {ref!r} asks for epoch {epoch}, but {source.name} trains "
+                          f"{source.epochs} epochs")
+    return source.name, epoch or source.epochs
+
+
+def _sources_first(runs: list[PlannedRun]) -> tuple[PlannedRun, ...]:
+    """``runs`` in their order, except that each warm-started run follows its source.
+
+    Raises:
+        ConfigError: warm starts that go round in a circle.
+    """
+    by_name = {run.name: run for run in runs}
+    ordered: dict[str, PlannedRun] = {}
+    visiting: list[str] = []
+
+    def visit(run: PlannedRun) -> None:
+        if run.name in ordered:
+            return
+        if run.name in visiting:
+            raise ConfigError(f"init_from goes round in a circle: {' -> '.join([*visiting, run.name])}")
+        visiting.append(run.name)
+        if run.init_from is not None:
+            visit(by_name[run.init_from[0]])
+        visiting.pop()
+        ordered[run.name] = run
+
+    for run in runs:
+        visit(run)
+    return tuple(ordered.values())
 
 
 def _expand_env(text: str, path: Path) -> str:

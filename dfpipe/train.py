@@ -8,7 +8,7 @@ What a run writes (``run_id`` = hash of everything that changes its results, exc
 number of epochs, so a finished run can be extended):
 
 - ``runs``: one row (config, parameter counts, checkpoint size, device);
-- ``epochs``: one row per epoch (train loss/acc, checkpoint URI and size, time); this row
+- ``epochs``: one row per epoch (train loss/acc, val loss, checkpoint URI and size, time); this row
   is written last and is the epoch's commit mark;
 - ``predictions``: every epoch, one row per clip of ``val`` and of each eval set;
 - ``LAKE/checkpoints/<run_id>/epoch-NNN.pt`` (model) and ``state-NNN.pt`` (optimiser and
@@ -35,11 +35,11 @@ import torch
 from torch import nn
 
 from dfpipe import checkpoints
-from dfpipe.clipsets import DataSpec, load_clip_set
+from dfpipe.clipsets import DataSpec, load_balanced_clip_set, load_clip_set
 from dfpipe.conditions.grammar import describe_condition
 from dfpipe.config import VAL_DATASET, FrontendConfig, TrainConfig, predicts_spoof
-from dfpipe.devices import DeviceContext, select_device
-from dfpipe.errors import ConfigError
+from dfpipe.devices import DeviceContext, restore_grad_scaler, select_device
+from dfpipe.errors import ConfigError, DfpipeError
 from dfpipe.lake import Lake, check_name, stable_id
 from dfpipe.models import Batch, Detector, build_model, config_to_dict, default_config
 from dfpipe.predictions import completed_epochs, predict, write_predictions
@@ -78,7 +78,7 @@ def train(
     Args:
         cfg: optimiser, batch size, epochs, seed, device (:class:`~dfpipe.config.TrainConfig`).
         lake_uri: the lake (folder or fsspec URL).
-        arch: ``mel-cnn``, ``mel-multiscale``, ``wavlm-cnn`` or ``wavlm-aasist``.
+        arch: ``mel-cnn``, ``mel-multiscale``, ``mel-vit``, ``wavlm-cnn`` or ``wavlm-aasist``.
         train_data: a :class:`~dfpipe.clipsets.DataSpec`; a stratified ``cfg.val_fraction`` of
             it becomes the ``val`` dataset. Text ``CORPUS[:CONDITION][@SPLIT]`` is parsed with
             ``cfg.default_condition`` and ``cfg.default_train_split``.
@@ -113,14 +113,26 @@ def train(
         "lr": cfg.lr, "weight_decay": cfg.weight_decay, "batch_size": batch_size,
         "val_fraction": cfg.val_fraction, "grad_clip": cfg.grad_clip, "seed": cfg.seed, "amp": cfg.amp,
     }
+    # Keys only when set, so runs without balancing or warm start keep their earlier ids.
+    if cfg.balance is not None:
+        identity["balance"] = cfg.balance
+    init_from = _warm_start(cfg.init_from, arch)
+    if init_from is not None:
+        identity["init_from"] = f"{init_from['run_id']}@{init_from['epoch']}"
     run_id = stable_id(json.dumps(identity, sort_keys=True), length=16)
-    ckpt_dir = f"{lake.uri}/checkpoints/{run_id}"
+    ckpt_dir = checkpoints.run_dir(lake.uri, run_id)
     ctx = select_device(cfg.device, amp=cfg.amp, cpu_threads=cfg.cpu_threads)
 
     # -- model (seeded initialisation) and data --------------------------------------------
     torch.manual_seed(cfg.seed)
     model = build_model(arch, model_config).to(ctx.device)
-    train_all = load_clip_set(lake, train_spec, model.needs, frontend)
+    if init_from is not None:
+        model.load_state_dict(init_from["model"])
+    del init_from
+    if cfg.balance == "undersample":  # drawn on clip ids: only the kept clips are read
+        train_all = load_balanced_clip_set(lake, train_spec, model.needs, frontend, per_class=None, seed=cfg.seed)
+    else:
+        train_all = load_clip_set(lake, train_spec, model.needs, frontend)
     train_idx, val_idx = stratified_split(train_all.labels, cfg.val_fraction, cfg.seed)
     train_set = train_all.subset(train_idx)
     eval_sets = {VAL_DATASET: train_all.subset(val_idx)}
@@ -131,13 +143,14 @@ def train(
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad],
                                   lr=cfg.lr, weight_decay=cfg.weight_decay)
     scaler = ctx.grad_scaler()
-    loss_fn = nn.BCEWithLogitsLoss()
+    loss_fn = nn.BCEWithLogitsLoss(pos_weight=_spoof_weight(train_set.labels, ctx.device)
+                                   if cfg.balance == "weight" else None)
     done = completed_epochs(lake, run_id)
     if done:
-        model.load_state_dict(checkpoints.load(_epoch_uri(ckpt_dir, done), ctx.device)["model"])
+        model.load_state_dict(checkpoints.load(checkpoints.epoch_uri(ckpt_dir, done), ctx.device)["model"])
         state = checkpoints.load(_state_uri(ckpt_dir, done), ctx.device)
         optimizer.load_state_dict(state["optimizer"])
-        scaler.load_state_dict(state["scaler"])
+        restore_grad_scaler(scaler, state["scaler"])
         log(f"run {run_id}: resuming after epoch {done}")
     frontend_dict = config_to_dict(frontend)
     checkpoint_bytes = len(checkpoints.to_bytes(
@@ -166,7 +179,7 @@ def train(
             loss_sum += loss * len(labels)
             correct += hits
         wall_s = time.perf_counter() - started
-        uri = _epoch_uri(ckpt_dir, epoch)
+        uri = checkpoints.epoch_uri(ckpt_dir, epoch)
         size = checkpoints.save(checkpoints.model_payload(
             model, frontend_config=frontend_dict, run_id=run_id, epoch=epoch), uri)
         checkpoints.save({"epoch": epoch, "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict()},
@@ -174,10 +187,12 @@ def train(
         for name, clip_set in eval_sets.items():
             logits = predict(model, clip_set, ctx, cfg.eval_batch_size)
             write_predictions(lake, clip_set, logits, run_id=run_id, epoch=epoch, dataset=name)
+            if name == VAL_DATASET:  # from the stored logits: no second forward pass
+                val_loss = mean_bce(logits, clip_set.labels)
         train_loss, train_acc = loss_sum.item() / len(train_set), correct.item() / len(train_set)
         lake.write_shard("epochs", pa.table({
             "run_id": [run_id], "epoch": [epoch], "train_loss": [train_loss], "train_acc": [train_acc],
-            "n_train": [len(train_set)], "checkpoint_uri": [uri], "checkpoint_bytes": [size], "wall_s": [wall_s],
+            "val_loss": pa.array([val_loss], pa.float64()), "n_train": [len(train_set)], "checkpoint_uri": [uri], "checkpoint_bytes": [size], "wall_s": [wall_s],
         }), shard=f"e{epoch:03d}", partition={"run_id": run_id}, mode="overwrite")
         if epoch > 1:  # the committed epoch's state replaces the previous one
             _remove(_state_uri(ckpt_dir, epoch - 1))
@@ -189,7 +204,7 @@ def train(
         n_train=len(train_set), n_val=len(eval_sets[VAL_DATASET]),
         eval_sizes={name: len(s) for name, s in eval_sets.items() if name != VAL_DATASET},
         params=model.num_params(), checkpoint_bytes=checkpoint_bytes,
-        checkpoint_uri=_epoch_uri(ckpt_dir, max(done, epochs)), device=ctx.name,
+        checkpoint_uri=checkpoints.epoch_uri(ckpt_dir, max(done, epochs)), device=ctx.name,
     )
 
 
@@ -214,6 +229,15 @@ def train_step(model: Detector, batch: Batch, labels: torch.Tensor, *, optimizer
     return loss.detach(), (predicts_spoof(logits.detach()) == (labels > 0.5)).sum()
 
 
+def mean_bce(logits: np.ndarray, labels: np.ndarray) -> float | None:
+    """Mean BCE-with-logits of ``logits`` against 0/1 ``labels`` (unweighted, float64: the
+    ``epochs.val_loss`` of the logits stored as predictions); ``None`` for no clips."""
+    if len(logits) == 0:
+        return None
+    return float(nn.functional.binary_cross_entropy_with_logits(
+        torch.from_numpy(np.asarray(logits, np.float64)), torch.from_numpy(np.asarray(labels, np.float64))))
+
+
 def stratified_split(labels: np.ndarray, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Seeded per-label split: ``round(val_fraction * n_label)`` clips of each label (at least
     one when the label has two or more) go to validation. Returns sorted positions."""
@@ -235,8 +259,33 @@ def seed_epoch(seed: int, epoch: int) -> np.random.Generator:
     return np.random.default_rng([seed, epoch])
 
 
-def _epoch_uri(ckpt_dir: str, epoch: int) -> str:
-    return f"{ckpt_dir}/epoch-{epoch:03d}.pt"
+def _warm_start(uri: str | None, arch: str) -> dict | None:
+    """The checkpoint ``uri`` a warm-started run begins from (``None``: none).
+
+    Raises:
+        DfpipeError: missing or unreadable, or a model of another architecture.
+    """
+    if uri is None:
+        return None
+    try:
+        checkpoint = checkpoints.load(uri)
+    except DfpipeError as exc:
+        raise DfpipeError(f"init_from: {exc} (train the source run first)") from exc
+    if checkpoint.get("arch") != arch or "model" not in checkpoint:
+        raise DfpipeError(f"init_from {uri} holds a {checkpoint.get('arch')!r} model, not {arch!r}")
+    return checkpoint
+
+
+def _spoof_weight(labels: np.ndarray, device: torch.device) -> torch.Tensor:
+    """BCE ``pos_weight`` that balances the classes: n_bonafide / n_spoof (1 = spoof).
+
+    Raises:
+        DfpipeError: the train data lacks one of the classes.
+    """
+    n_spoof = int(labels.sum())
+    if n_spoof in (0, len(labels)):
+        raise DfpipeError("balance 'weight' needs both bona fide and spoof clips in the train data")
+    return torch.tensor((len(labels) - n_spoof) / n_spoof, device=device)
 
 
 def _state_uri(ckpt_dir: str, epoch: int) -> str:

@@ -1,7 +1,7 @@
 -- ablation_matrix: architecture x training data x codec x clean/corrupt, on the ood set.
 -- materialized: table
 -- depends_on: run_results, stg_runs
--- grain: one row per run (at its reported epoch, see best_epochs).
+-- grain: one row per run per epoch_policy (at its reported epoch, see best_epochs).
 -- conventions: codec and corruption are the run's recorded training condition
 --   (stg_runs.train_codec, train_corruption; see dfpipe.conditions.grammar), never parsed
 --   from its name: 'corrupt+mp3_128k' -> (mp3_128k, corrupt), 'noise_snr10+flac' ->
@@ -34,6 +34,7 @@ axes as (
 )
 
 select
+    epoch_policy,
     arch,
     train_corpus,
     codec,
@@ -51,4 +52,4 @@ select
     ood_eer,
     reason,
 from axes
-order by arch, train_corpus, codec, training_audio, corruption, run_id
+order by epoch_policy, arch, train_corpus, codec, training_audio, corruption, run_id

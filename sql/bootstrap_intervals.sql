@@ -1,8 +1,10 @@
 -- bootstrap_intervals: 95 % percentile bootstrap intervals of accuracy and eer.
 -- materialized: table
--- depends_on: asv_block_metrics, bootstrap_resamples, headline_policy, score_metrics
+-- depends_on: asv_block_metrics, best_epochs, bootstrap_resamples, headline_policy, score_metrics
 -- depends_on: threshold_metrics
--- grain: one row per run per dataset (at the run's reported epoch, grouping 'overall').
+-- grain: one row per run per epoch_policy per dataset (at the run's reported epoch under
+--   that policy, see best_epochs; grouping 'overall'). two policies reporting one epoch
+--   share its replicates, so their rows are equal but for epoch_policy.
 -- conventions: replicates from bootstrap_resamples; accuracy at the headline policy
 --   'p_spoof_<threshold>' (headline_policy: p_spoof >= threshold is spoof); eer per
 --   replicate by the same asvspoof logic (asv_block_metrics). interval = [2.5 %, 97.5 %]
@@ -86,6 +88,7 @@ point_estimates as (
 
 select
     intervals.run_id,
+    reported.epoch_policy,
     intervals.epoch,
     intervals.dataset,
     point_estimates.n_rows,
@@ -108,4 +111,6 @@ inner join point_estimates
         intervals.run_id = point_estimates.run_id
         and intervals.epoch = point_estimates.epoch
         and intervals.dataset = point_estimates.dataset
-order by intervals.run_id, intervals.dataset
+inner join best_epochs as reported
+    on intervals.run_id = reported.run_id and intervals.epoch = reported.reported_epoch
+order by intervals.run_id, reported.epoch_policy, intervals.dataset

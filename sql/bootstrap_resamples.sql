@@ -1,5 +1,5 @@
 -- bootstrap_resamples: seeded bootstrap replicates of each dataset at each run's reported
--- epoch, as score blocks (the input of bootstrap_intervals).
+-- epochs (of every epoch policy), as score blocks (the input of bootstrap_intervals).
 -- materialized: intermediate
 -- depends_on: best_epochs, metric_params, stg_predictions
 -- grain: one row per run per dataset per replicate per distinct drawn (cm_score, is_spoof);
@@ -11,8 +11,9 @@
 --   the draws are counted per (replicate, score, label) block, the form asv_block_metrics
 --   reads (a replicate is the multiset of its draws, so nothing is lost), and the blocks
 --   are computed once for every metric of the replicate.
---   cost grows as bootstrap_samples x rows, so only the reported epoch (best_epochs) and
---   grouping 'overall' are resampled.
+--   cost grows as bootstrap_samples x rows, so only the reported epochs (best_epochs) and
+--   grouping 'overall' are resampled; an epoch reported by several policies is resampled
+--   once (the draws do not depend on the policy).
 with
 
 params as (
@@ -23,7 +24,7 @@ params as (
 ),
 
 reported as (
-    select
+    select distinct
         run_id,
         reported_epoch as epoch,
     from best_epochs

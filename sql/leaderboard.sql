@@ -1,9 +1,10 @@
 -- leaderboard: every run ranked by out-of-distribution accuracy, test accuracy beside it.
 -- materialized: table
 -- depends_on: run_results
--- grain: one row per run (at its reported epoch, see best_epochs).
--- conventions: ood_rank 1 = best ood accuracy (ties share a rank; runs without ood
---   accuracy come last); test_rank likewise, so the two rankings can be compared.
+-- grain: one row per run per epoch_policy (at its reported epoch, see best_epochs).
+-- conventions: runs are ranked within each epoch_policy: ood_rank 1 = best ood accuracy
+--   (ties share a rank; runs without ood accuracy come last); test_rank likewise, so the
+--   two rankings can be compared.
 with
 
 results as (
@@ -13,13 +14,14 @@ results as (
 ranked as (
     select
         *,
-        rank() over (order by ood_accuracy desc nulls last) as ood_rank,
-        rank() over (order by test_accuracy desc nulls last) as test_rank,
+        rank() over (partition by epoch_policy order by ood_accuracy desc nulls last) as ood_rank,
+        rank() over (partition by epoch_policy order by test_accuracy desc nulls last) as test_rank,
         ood_accuracy - test_accuracy as ood_minus_test_accuracy,
     from results
 )
 
 select
+    epoch_policy,
     ood_rank,
     run_id,
     arch,
@@ -34,4 +36,4 @@ select
     test_eer,
     reason,
 from ranked
-order by ood_rank, run_id
+order by epoch_policy, ood_rank, run_id

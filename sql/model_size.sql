@@ -1,7 +1,7 @@
 -- model_size: model size against out-of-distribution performance.
 -- materialized: table
 -- depends_on: run_results
--- grain: one row per run (at its reported epoch, see best_epochs).
+-- grain: one row per run per epoch_policy (at its reported epoch, see best_epochs).
 -- conventions: checkpoint_mb = checkpoint_bytes / 1e6; ood_accuracy_per_mb =
 --   ood_accuracy / checkpoint_mb (null, with a reason, without a checkpoint size).
 with
@@ -18,6 +18,7 @@ per_mb as (
 )
 
 select
+    epoch_policy,
     run_id,
     arch,
     train_corpus,
@@ -25,6 +26,7 @@ select
     params,
     trainable_params,
     checkpoint_mb,
+    reported_epoch,
     ood_accuracy,
     ood_eer,
     ood_accuracy_per_mb,
@@ -33,4 +35,4 @@ select
         case when checkpoint_mb is null or checkpoint_mb = 0 then 'no checkpoint size' end
     ) as reason,
 from per_mb
-order by params, run_id
+order by epoch_policy, params, run_id

@@ -1,8 +1,8 @@
--- run_results: each run's reported epoch (best val eer) with its run configuration and its
--- test and out-of-distribution metrics: the common input of the study tables.
+-- run_results: each run's reported epoch under each epoch policy with its run configuration
+-- and its test and out-of-distribution metrics: the common input of the study tables.
 -- materialized: table
 -- depends_on: best_epochs, stg_runs, training_dynamics
--- grain: one row per run.
+-- grain: one row per run per epoch_policy ('best_val_eer', 'last': epoch_policies).
 -- conventions: reported epoch as in best_epochs; metrics as in training_dynamics (grouping
 --   'overall', policy 'p_spoof_<threshold>', dataset roles 'val', 'test', 'ood').
 with
@@ -22,6 +22,7 @@ runs as (
 joined as (
     select
         best.run_id,
+        best.epoch_policy,
         runs.arch,
         runs.train_corpus,
         runs.train_condition,
@@ -31,8 +32,11 @@ joined as (
         runs.checkpoint_mb,
         best.reported_epoch,
         best.best_epoch,
+        curves.val_loss,
         curves.val_eer,
         curves.test_accuracy,
+        curves.test_precision,
+        curves.test_recall,
         curves.test_f1,
         curves.test_mcc,
         curves.test_eer,
@@ -51,6 +55,7 @@ joined as (
 
 select
     run_id,
+    epoch_policy,
     arch,
     train_corpus,
     train_condition,
@@ -60,8 +65,11 @@ select
     checkpoint_mb,
     reported_epoch,
     best_epoch,
+    val_loss,
     val_eer,
     test_accuracy,
+    test_precision,
+    test_recall,
     test_f1,
     test_mcc,
     test_eer,

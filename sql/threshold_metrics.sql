@@ -10,7 +10,11 @@
 --   policy 'val_eer': predicted spoof when cm_score <= the eer threshold of the dataset
 --   'val' (grouping 'overall') of the same run and epoch; the det curve counts scores at or
 --   below its threshold as rejected, so '<=' keeps that reading.
---   a metric whose denominator is zero is null and `reason` says why (the first such cause).
+--   a metric whose denominator is zero is 0 and `reason` says why (the first such cause):
+--   sklearn's zero_division=0 convention, the one the study and the asvspoof reference
+--   report (e.g. mcc 0, specificity 0 % for a run that predicts one class). without a
+--   threshold (policy 'val_eer' on a run with no val eer) nothing was decided: every
+--   metric is null.
 with
 
 headline as (
@@ -131,21 +135,33 @@ rates as (
     from decided_cells
 ),
 
-metrics as (
+ratios as (
     select
         *,
         (tp + tn) / n_rows as accuracy,
-        tp / nullif(n_predicted_spoof, 0) as precision,
-        tp / nullif(n_spoof, 0) as recall,
-        tp / nullif(n_spoof, 0) as sensitivity,
-        tn / nullif(n_bonafide, 0) as specificity,
-        2 * tp / nullif(2 * tp + fp + fn, 0) as f1,
+        tp / nullif(n_predicted_spoof, 0) as precision_defined,
+        tp / nullif(n_spoof, 0) as recall_defined,
+        tn / nullif(n_bonafide, 0) as specificity_defined,
+        2 * tp / nullif(2 * tp + fp + fn, 0) as f1_defined,
         (tp::double * tn - fp::double * fn) / nullif(
             sqrt(
                 n_predicted_spoof::double * n_spoof * n_bonafide * n_predicted_bonafide
             ),
             0
-        ) as mcc,
+        ) as mcc_defined,
+    from rates
+),
+
+-- zero_division = 0: a decided cell's zero-denominator metric is 0; an undecided one is null
+metrics as (
+    select
+        *,
+        case when threshold is not null then coalesce(precision_defined, 0) end as precision,
+        case when threshold is not null then coalesce(recall_defined, 0) end as recall,
+        case when threshold is not null then coalesce(recall_defined, 0) end as sensitivity,
+        case when threshold is not null then coalesce(specificity_defined, 0) end as specificity,
+        case when threshold is not null then coalesce(f1_defined, 0) end as f1,
+        case when threshold is not null then coalesce(mcc_defined, 0) end as mcc,
         case
             when threshold is null then 'no val eer threshold for this run and epoch'
             when n_spoof = 0 then 'no spoof rows'
@@ -153,7 +169,7 @@ metrics as (
             when n_predicted_spoof = 0 then 'nothing predicted spoof'
             when n_predicted_bonafide = 0 then 'nothing predicted bona fide'
         end as reason,
-    from rates
+    from ratios
 )
 
 select

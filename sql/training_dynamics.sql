@@ -1,5 +1,5 @@
--- training_dynamics: per-epoch training curves: train loss/accuracy beside the validation,
--- test and out-of-distribution metrics of the same epoch.
+-- training_dynamics: per-epoch training curves: train loss/accuracy and validation loss
+-- beside the validation, test and out-of-distribution metrics of the same epoch.
 -- materialized: table
 -- depends_on: headline_policy, score_metrics, stg_epochs, threshold_metrics
 -- grain: one row per run per epoch (epochs from the `epochs` table or scored in
@@ -7,7 +7,8 @@
 -- conventions: dataset roles 'val' (validation split), 'test' (held-out, same
 --   distribution), 'ood' (out-of-distribution benchmark); grouping 'overall'; threshold
 --   metrics at the headline policy 'p_spoof_<threshold>' (headline_policy, 0.5 by default).
---   missing roles give nulls.
+--   val_loss = mean bce-with-logits over 'val' (stg_epochs; null for epochs written before
+--   it was recorded). missing roles give nulls.
 with
 
 epochs as (
@@ -69,9 +70,12 @@ curves as (
         run_epochs.epoch,
         epochs.train_loss,
         epochs.train_accuracy,
+        epochs.val_loss,
         val.accuracy as val_accuracy,
         val.eer as val_eer,
         test.accuracy as test_accuracy,
+        test.precision as test_precision,
+        test.recall as test_recall,
         test.f1 as test_f1,
         test.mcc as test_mcc,
         test.eer as test_eer,
@@ -100,9 +104,12 @@ select
     epoch,
     train_loss,
     train_accuracy,
+    val_loss,
     val_accuracy,
     val_eer,
     test_accuracy,
+    test_precision,
+    test_recall,
     test_f1,
     test_mcc,
     test_eer,

@@ -3,7 +3,8 @@
 Written after the ASVspoof 5 evaluation package (``calculate_modules.py``): the DET curve
 sorts ``[bona fide scores, spoof scores]`` with numpy's stable mergesort, so tied scores put
 bona fide first; rates are cumulative with the (frr 0, far 1) point prepended, no
-interpolation. Scores are cm-scores (higher = bona fide). Undefined values are ``None``.
+interpolation. Scores are cm-scores (higher = bona fide). Undefined score metrics are
+``None``; threshold metrics with a zero denominator are 0 (sklearn's ``zero_division=0``).
 """
 
 from __future__ import annotations
@@ -67,13 +68,14 @@ def cllr(bonafide, spoof):
 
 
 def threshold_metrics(is_spoof, is_predicted_spoof) -> dict[str, float | int | None]:
-    """Confusion counts and metrics with positive class = spoof; None where undefined."""
+    """Confusion counts and metrics with positive class = spoof; 0 where a denominator is 0
+    (sklearn's ``zero_division=0``, and ``matthews_corrcoef``'s 0)."""
     y, p = np.asarray(is_spoof, bool), np.asarray(is_predicted_spoof, bool)
     tp, fp = int(np.sum(y & p)), int(np.sum(~y & p))
     tn, fn = int(np.sum(~y & ~p)), int(np.sum(y & ~p))
 
     def ratio(a, b):
-        return a / b if b else None
+        return a / b if b else 0.0
 
     denominator = float(tp + fp) * (tp + fn) * (tn + fp) * (tn + fn)
     return {
@@ -84,7 +86,7 @@ def threshold_metrics(is_spoof, is_predicted_spoof) -> dict[str, float | int | N
         "sensitivity": ratio(tp, tp + fn),
         "specificity": ratio(tn, tn + fp),
         "f1": ratio(2 * tp, 2 * tp + fp + fn),
-        "mcc": (float(tp) * tn - float(fp) * fn) / np.sqrt(denominator) if denominator else None,
+        "mcc": (float(tp) * tn - float(fp) * fn) / np.sqrt(denominator) if denominator else 0.0,
     }
 
 

@@ -15,12 +15,12 @@ PACKAGE = Path(__file__).resolve().parents[1] / "dfpipe"
 LAYERS = ("foundation", "library", "stage", "flows", "cli")
 """Lowest first: a module may import its own layer (see below) and any lower one."""
 
-FOUNDATION = {"errors", "config", "schemas", "lake", "stage_kit"}
+FOUNDATION = {"errors", "config", "schemas", "lake", "stage_kit", "parquet_source", "progress"}
 LIBRARIES = {"audio_io", "frontend", "models", "checkpoints", "devices", "clipsets", "feature_table",
              "predictions", "corpora", "metric_tables", "conditions.grammar", "diagnostics.landscape",
-             "diagnostics.figure"}
+             "diagnostics.figure", "publish"}
 STAGES = {"ingest", "conditions", "features", "train", "score", "archive_scoring", "metrics", "diagnostics",
-          "study", "report"}
+          "study", "report", "export"}
 
 
 def _module_name(path: Path) -> str:

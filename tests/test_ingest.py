@@ -119,7 +119,8 @@ def test_same_bytes_in_two_corpora_get_two_clip_ids(corpus, tmp_path):
 def test_unknown_format():
     with pytest.raises(ConfigError, match="unknown corpus format 'kaldi'"):
         corpus_entries("kaldi", ".", CONFIG)
-    assert set(ADAPTERS) == {"folder", "csv", "in-the-wild", "deepfake-eval-2024", "asvspoof5"}
+    assert set(ADAPTERS) == {"folder", "csv", "in-the-wild", "deepfake-eval-2024", "asvspoof5", "hf-parquet",
+                             "lhotse"}
 
 
 _INGEST_SCRIPT = """

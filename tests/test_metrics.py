@@ -124,7 +124,8 @@ def test_degenerate_groups_give_null_with_a_reason():
         assert row["reason"] == reason
         policy = only(result["threshold_metrics"], dataset=dataset, grouping="overall",
                       policy="p_spoof_0.5")
-        assert policy["mcc"] is None and policy["reason"] is not None
+        # a zero denominator gives 0 (sklearn's zero_division=0), the reason is kept
+        assert policy["mcc"] == 0 and policy["reason"] is not None
         assert policy["accuracy"] is not None  # defined even with one class
         val_eer = only(result["threshold_metrics"], dataset=dataset, grouping="overall",
                        policy="val_eer")
@@ -244,7 +245,7 @@ def study_lake(tmp_path_factory):
     ), shard="runs")
     lake.write_shard("epochs", pa.table({
         "run_id": ["A", "A"], "epoch": [1, 2], "train_loss": [0.6, 0.4], "train_acc": [0.7, 0.9],
-        "n_train": [100, 100], "checkpoint_uri": ["a1.pt", "a2.pt"], "checkpoint_bytes": [435_000] * 2,
+        "val_loss": [0.5, 0.3], "n_train": [100, 100], "checkpoint_uri": ["a1.pt", "a2.pt"], "checkpoint_bytes": [435_000] * 2,
         "wall_s": [1.0, 1.0],
     }), shard="epochs")
     summary = compute_metrics(str(root), MetricsConfig(bootstrap_samples=30))
@@ -268,9 +269,13 @@ def test_stg_predictions_converts_the_score_direction(study_lake):
 
 
 def test_best_epochs(study_lake):
-    rows = table(study_lake[0], "best_epochs", "order by run_id")
+    rows = table(study_lake[0], "best_epochs", "where epoch_policy = 'best_val_eer' order by run_id")
     assert [(r["run_id"], r["best_epoch"], r["best_val_eer"], r["reported_epoch"]) for r in rows] == [
         ("A", 2, 0.0, 2), ("B", 1, 0.0, 1)]
+    # 'last': A's last committed epoch; B has no epochs row, so its last scored epoch, with a reason
+    rows = table(study_lake[0], "best_epochs", "where epoch_policy = 'last' order by run_id")
+    assert [(r["run_id"], r["best_epoch"], r["reported_epoch"], r["reason"]) for r in rows] == [
+        ("A", 2, 2, None), ("B", 1, 1, "no committed epoch (no epochs row): last scored epoch reported")]
 
 
 def test_training_dynamics(study_lake):
@@ -279,10 +284,13 @@ def test_training_dynamics(study_lake):
             for r in rows] == [("A", 1, 0.6, 0.5, 1.0, 0.75), ("A", 2, 0.4, 0.0, 0.5, 0.8),
                                ("B", 1, None, 0.0, 1.0, 0.4)]
     assert rows[1]["test_eer"] == eer(*STUDY[("A", 2, "test")])[0] == 0.5
+    assert [r["val_loss"] for r in rows] == [0.5, 0.3, None]  # B has no epochs row
+    expected = threshold_metrics([False, False, True, True], [False, True, True, False])  # A, epoch 2, test
+    assert (rows[1]["test_precision"], rows[1]["test_recall"]) == (expected["precision"], expected["recall"])
 
 
 def test_ablation_matrix_parses_codec_and_corruption(study_lake):
-    rows = table(study_lake[0], "ablation_matrix")
+    rows = table(study_lake[0], "ablation_matrix", "where epoch_policy = 'best_val_eer'")
     assert [(r["arch"], r["train_corpus"], r["codec"], r["training_audio"], r["ood_accuracy"]) for r in rows] == [
         ("mel_aasist", "asv5", "mp3_128k", "corrupt", 0.4), ("mel_cnn", "custom", "flac", "clean", 0.8)]
     b = rows[0]
@@ -300,15 +308,15 @@ def test_polished_gap(study_lake):
 
 
 def test_leaderboard_and_correlation(study_lake):
-    rows = table(study_lake[0], "leaderboard")
+    rows = table(study_lake[0], "leaderboard", "where epoch_policy = 'best_val_eer'")
     assert [(r["ood_rank"], r["run_id"], r["ood_accuracy"], r["test_accuracy"], r["test_rank"]) for r in rows] == [
         (1, "A", 0.8, 0.5, 2), (2, "B", 0.4, 1.0, 1)]
-    (corr,) = table(study_lake[0], "leaderboard_correlation")
+    (corr,) = table(study_lake[0], "leaderboard_correlation", "where epoch_policy = 'best_val_eer'")
     assert corr["n_runs"] == 2 and corr["pearson"] == pytest.approx(-1.0) and corr["spearman"] == pytest.approx(-1.0)
 
 
 def test_model_size(study_lake):
-    rows = table(study_lake[0], "model_size")
+    rows = table(study_lake[0], "model_size", "where epoch_policy = 'best_val_eer'")
     assert [(r["run_id"], r["params"], r["checkpoint_mb"], r["ood_eer"]) for r in rows] == [
         ("A", 400_000, 0.435, eer(*STUDY[("A", 2, "ood")])[0]), ("B", 2_000_000, 2.2, eer(*STUDY[("B", 1, "ood")])[0])]
     assert rows[0]["ood_accuracy_per_mb"] == pytest.approx(0.8 / 0.435)
@@ -350,7 +358,7 @@ def test_materialised_tables_parquet_and_duckdb_file(study_lake):
     for name, rows in summary.rows.items():
         assert pq.read_table(f"{summary.parquet_dir}/{name}.parquet").num_rows == rows
     con = duckdb.connect(summary.database, read_only=True)
-    assert con.execute("select count(*) from leaderboard").fetchall() == [(2,)]
+    assert con.execute("select count(*) from leaderboard where epoch_policy = 'best_val_eer'").fetchall() == [(2,)]
     # the macros travel with the file: EER of any relation, per any grouping key
     con.execute("create temp table pair as select 1 as group_id, * from "
                 "(values (1.0, false), (0.0, true)) as t(cm_score, is_spoof)")
@@ -478,7 +486,7 @@ def test_ablation_matrix_reads_codec_and_corruption_recorded_with_the_run():
             con.execute(f"create view {name} as select * from {name}_rows")
         build_models(con, MetricsConfig(), select_models(load_models(), ["ablation_matrix"]))
         rows = con.execute("select run_id, codec, corruption, training_audio from ablation_matrix "
-                           "order by run_id").fetchall()
+                           "where epoch_policy = 'best_val_eer' order by run_id").fetchall()
         assert rows == expected
 
 
@@ -532,6 +540,8 @@ def test_bootstrap_intervals_equal_an_independent_resampling(seed):
     con = duckdb.connect()
     con.register("rows", pa.concat_tables(tables))
     con.execute("create view predictions as select * from rows")
+    con.register("empty_epochs", TABLES["epochs"].empty_table())  # best_epochs reads the committed epochs
+    con.execute("create view epochs as select * from empty_epochs")
     build_models(con, config, select_models(load_models(), ["bootstrap_intervals"]))
     got = {r["dataset"]: r for r in records(con, "select * from bootstrap_intervals")}
     assert set(got) == set(datasets) and {r["epoch"] for r in got.values()} == {2}

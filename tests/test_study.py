@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from dfpipe.config import TrainConfig
 from dfpipe.errors import ConfigError
 from dfpipe.study import load_study, plan_study, sample_manifest
 
@@ -14,16 +15,44 @@ STUDIES = Path(__file__).resolve().parents[1] / "studies"
 
 
 def test_seed_study_dry_run_plans_the_full_matrix(monkeypatch, tmp_path):
-    for var in ("CUSTOM_CORPUS", "ASVSPOOF5", "DFEVAL2024", "WAVLM_LARGE"):
+    for var in ("CUSTOM_CORPUS", "CUSTOM_CORPUS_LARGE", "ASVSPOOF5", "DFEVAL2024", "WAVLM_LARGE"):
         monkeypatch.setenv(var, str(tmp_path / var.lower()))
     study = load_study(STUDIES / "seed-study.yaml")
     plan = plan_study(study)
-    # main: 4 architectures on custom; ablation: 8 mel runs on ASVspoof5 + 4 WavLM runs on
-    # custom clean/corrupt, two of which are the main comparison's: 14 distinct runs.
-    assert len(plan.runs) == 14
-    assert {(r.arch, r.epochs) for r in plan.runs} == {
+    runs = {run.name: run for run in plan.runs}
+    by_experiment = {}
+    for run in plan.runs:
+        by_experiment.setdefault(run.experiment, []).append(run)
+    # main 4 + ablation 8 mel + 4 WavLM + cross-domain 6 + polished 3 + unfreezing 2 + ViT 1
+    assert {name: len(group) for name, group in by_experiment.items()} == {
+        "main": 4, "ablation-asv5": 8, "ablation-custom": 4, "cross-domain": 6, "polished-resumed": 1,
+        "polished-fresh": 1, "polished-larger": 1, "unfreeze-none": 1, "unfreeze-all-but-first": 1, "vit": 1}
+    # the main comparison: ASV5 balanced (undersampled), mel 50 epochs, WavLM 15, test = ASV5 eval
+    assert {(r.arch, r.epochs) for r in by_experiment["main"]} == {
         ("mel-cnn", 50), ("mel-multiscale", 50), ("wavlm-cnn", 15), ("wavlm-aasist", 15)}
-    assert sum(r.experiment == "ablation-asv5" for r in plan.runs) == 8
+    main_aasist = runs["main/wavlm-aasist/asv5_balanced/seed0"]
+    assert study.train_config(main_aasist).balance == "undersample"
+    assert study.arch_config("wavlm-aasist", main_aasist.model).unfreeze_layers == (12, 23)
+    assert study.eval_roles("asv5_balanced") == {"test": "asv5_eval", "ood": "ood"}
+    assert study.eval_data("asv5_balanced")["test"].split == "eval"
+    # the ablation's WavLM runs: custom clean/corrupt, WavLM frozen, 20 epochs, the custom holdout
+    for run in by_experiment["ablation-custom"]:
+        assert run.epochs == 20 and study.arch_config(run.arch, run.model).unfreeze_layers is None
+        assert study.train_config(run).balance is None
+    assert study.eval_roles("custom_clean")["test"] == "test"
+    assert "test_polished" in study.eval_roles("custom_clean")
+    # cross-domain: three seeds each, all from the main comparison's ASV5 WavLM+AASIST, after it
+    order = [run.name for run in plan.runs]
+    for run in by_experiment["cross-domain"]:
+        assert run.init_from == ("main/wavlm-aasist/asv5_balanced/seed0", 15)
+        assert order.index(run.name) > order.index(main_aasist.name)
+    assert sorted((r.train_set, r.seed) for r in by_experiment["cross-domain"]) == [
+        (t, s) for t in ("custom_clean", "custom_corrupt") for s in (0, 1, 2)]
+    resumed = by_experiment["polished-resumed"][0]
+    assert resumed.init_from == ("ablation-custom/wavlm-cnn/custom_clean/seed0", 17) and resumed.epochs == 2
+    assert study.arch_config("wavlm-aasist", runs["unfreeze-all-but-first/wavlm-aasist/asv5_balanced/seed0"]
+                             .model).unfreeze_layers == "all-but-first"
+    assert runs["vit/mel-vit/asv5_balanced/seed0"].epochs == 50
     assert ("asv5", "corrupt+mp3_128k") in plan.conditions
     assert ("dfeval", "raw") in plan.features and ("dfeval", "raw") not in plan.conditions
     assert study.data_spec("ood") == "dfeval:raw"
@@ -90,3 +119,113 @@ def test_sample_manifest_is_stratified_and_deterministic(tmp_path):
     assert counts == {("train", "bonafide"): 5, ("train", "spoof"): 5, ("test", "bonafide"): 2, ("test", "spoof"): 2}
     other = sample_manifest(manifest, {"train": 10, "test": 4}, seed=1)
     assert other != first and other.read_bytes() != content
+
+
+SMALL = """
+name: s
+corpora: {c: {format: folder, path: data}, d: {format: folder, path: other}}
+train_sets:
+  a: {corpus: c, condition: flac, balance: weight}
+  b: {corpus: d, condition: flac, test: d_test, ood: d_ood}
+eval_sets:
+  test: {corpus: c, condition: flac, split: test}
+  test_polished: {corpus: c, condition: polished, split: test}
+  d_test: {corpus: d, condition: flac, split: test}
+  d_test_polished: {corpus: d, condition: polished, split: test}
+  ood: {corpus: c, condition: flac, split: ood}
+  d_ood: {corpus: d, condition: flac, split: ood}
+training: {lr: 0.001, batch_size: 8}
+"""
+
+
+def _study(tmp_path, experiments: str, base: str = SMALL):
+    path = tmp_path / "s.yaml"
+    path.write_text(base + experiments)
+    return load_study(path)
+
+
+def test_experiment_overrides_roles_and_balance_reach_the_trainer(tmp_path):
+    study = _study(tmp_path, """
+experiments:
+  - {name: e, architectures: [mel-cnn], train: [a, b]}
+  - name: tuned
+    architectures: [wavlm-aasist]
+    train: [b]
+    epochs: 3
+    seeds: [4, 5]
+    model: {unfreeze_layers: [1, 2]}
+    training: {lr: 0.01, grad_clip: 2.0}
+""")
+    runs = {run.name: run for run in plan_study(study).runs}
+    assert list(runs) == ["e/mel-cnn/a/seed0", "e/mel-cnn/b/seed0", "tuned/wavlm-aasist/b/seed4",
+                          "tuned/wavlm-aasist/b/seed5"]
+    mel_a, tuned = runs["e/mel-cnn/a/seed0"], runs["tuned/wavlm-aasist/b/seed5"]
+    # the study's recipe over TrainConfig's defaults, the experiment's over the study's
+    assert mel_a.epochs == TrainConfig().epochs_for("mel-cnn")
+    cfg = study.train_config(mel_a)
+    assert (cfg.balance, cfg.lr, cfg.batch_size, cfg.grad_clip) == ("weight", 1e-3, 8, TrainConfig.grad_clip)
+    cfg = study.train_config(tuned)
+    assert (cfg.epochs, cfg.seed, cfg.balance, cfg.lr, cfg.batch_size, cfg.grad_clip) == (3, 5, None, 0.01, 8, 2.0)
+    assert study.arch_config("wavlm-aasist", tuned.model).unfreeze_layers == (1, 2)
+    assert study.arch_config("mel-cnn", mel_a.model) is None
+    # a train set's roles: its own held-out set is `test` (its polished twin `test_polished`),
+    # its OOD set `ood`; the sets they displace are not scored for its runs
+    assert study.eval_roles("b") == {"test": "d_test", "test_polished": "d_test_polished", "ood": "d_ood"}
+    assert study.eval_roles("a") == {name: name for name in study.eval_sets}
+    assert str(study.eval_data("b")["test_polished"]) == "d:polished@test"
+    with pytest.raises(ConfigError, match="does not match its plan"):
+        study.train_config(mel_a, init_from="lake/checkpoints/x/epoch-001.pt")
+
+
+def test_init_from_resolves_to_a_planned_run_trained_first(tmp_path):
+    study = _study(tmp_path, """
+experiments:
+  - {name: tune, architectures: [mel-cnn], train: [b], seeds: [0, 1], init_from: "a@mel-cnn@2"}
+  - {name: base, architectures: [mel-cnn], train: [a], epochs: 4}
+""")
+    plan = plan_study(study)
+    assert [run.name for run in plan.runs] == ["base/mel-cnn/a/seed0", "tune/mel-cnn/b/seed0",
+                                               "tune/mel-cnn/b/seed1"]
+    assert {run.init_from for run in plan.runs[1:]} == {("base/mel-cnn/a/seed0", 2)}
+    init = "lake/checkpoints/r/epoch-002.pt"
+    assert study.train_config(plan.runs[1], init).init_from == init
+
+
+@pytest.mark.parametrize(
+    "experiments, message",
+    [
+        ("[{name: t, architectures: [mel-cnn], train: [b], init_from: a@mel-cnn}]",
+         "must name one run of this study; it names no"),
+        ("[{name: t, architectures: [mel-cnn], train: [b], init_from: a@mel-cnn@9},"
+         " {name: u, architectures: [mel-cnn], train: [a], epochs: 3}]", "asks for epoch 9, but u/mel-cnn/a/seed0"),
+        ("[{name: t, architectures: [mel-cnn], train: [b], init_from: a@mel-cnn},"
+         " {name: u, architectures: [mel-cnn], train: [a], init_from: b@mel-cnn}]", "round in a circle"),
+        ("[{name: t, architectures: [mel-cnn], train: [b], init_from: a@mel-cnn},"
+         " {name: u, architectures: [mel-cnn], train: [a]}, {name: v, architectures: [mel-cnn], train: [a], "
+         "training: {lr: 0.1}}]", r"it names 2 \(u/mel-cnn/a/seed0, v/mel-cnn/a/seed0\)"),
+        ("[{name: u, architectures: [mel-cnn], train: [a]}, {name: v, architectures: [mel-cnn], train: [a],"
+         " epochs: 7}]", "one run with 50 and 7 epochs"),
+        ("[{name: t, architectures: [mel-cnn], train: [b], init_from: a}]", "expected"),
+        ("[{name: t, architectures: [mel-cnn], train: [b], init_from: x@mel-cnn}]", "names a train set not in"),
+        ("[{name: t, architectures: [mel-cnn, wavlm-cnn], train: [a], model: {unfreeze_layers: none}}]",
+         r"applies to WavLM models, not \['mel-cnn'\]"),
+        ("[{name: t, architectures: [wavlm-cnn], train: [a], model: {unfreeze_layers: half}}]",
+         "expected none, all-but-first or FIRST,LAST"),
+    ],
+)
+def test_bad_warm_starts_and_overrides_name_the_problem(tmp_path, experiments, message):
+    with pytest.raises(ConfigError, match=message):
+        plan_study(_study(tmp_path, f"experiments: {experiments}\n"))
+
+
+@pytest.mark.parametrize(
+    "patch, message",
+    [
+        ("b: {corpus: d, condition: flac, balance: oversample}", "balance must be one of"),
+        ("b: {corpus: d, condition: flac, test: nope}", "names test set 'nope', not in eval_sets"),
+    ],
+)
+def test_bad_train_set_fields_name_the_problem(tmp_path, patch, message):
+    base = SMALL.replace("b: {corpus: d, condition: flac, test: d_test, ood: d_ood}", patch)
+    with pytest.raises(ConfigError, match=message):
+        _study(tmp_path, "experiments: [{name: e, architectures: [mel-cnn], train: [b]}]\n", base)

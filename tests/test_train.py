@@ -16,7 +16,7 @@ from dfpipe.errors import ConfigError, DfpipeError
 from dfpipe.features import run_features
 from dfpipe.ingest import corpus_entries, ingest
 from dfpipe.lake import Lake
-from dfpipe.train import stratified_split, train
+from dfpipe.train import mean_bce, stratified_split, train
 
 # The study's lr (5e-5) needs tens of epochs; three epochs on ~120 clips need a larger step.
 QUICK = TrainConfig(epochs=3, batch_size=16, lr=1e-3)
@@ -71,6 +71,12 @@ def test_mel_models_learn_and_write_every_epoch(demo_lake, arch):
     last = [(label == "spoof", logit) for dataset, epoch, _, label, logit, *_ in
             _predictions(demo_lake, summary.run_id) if dataset == "test" and epoch == 3]
     assert roc_auc_score([y for y, _ in last], [s for _, s in last]) > 0.75
+    # val_loss: the mean BCE of the very logits stored as the epoch's val predictions
+    val = np.array([(label == "spoof", logit) for dataset, epoch, _, label, logit, *_ in
+                    _predictions(demo_lake, summary.run_id) if dataset == "val" and epoch == 3])
+    (val_loss,) = con.execute("select val_loss from epochs where run_id = ? and epoch = 3",
+                              [summary.run_id]).fetchone()
+    assert val_loss == pytest.approx(np.mean(np.logaddexp(0, val[:, 1]) - val[:, 0] * val[:, 1]), rel=1e-12)
 
 
 @pytest.mark.slow
@@ -98,6 +104,13 @@ def test_a_killed_run_resumes_to_the_same_tables(untrained_lake, tmp_path):
     assert Lake(killed).connect().execute(query).fetchall() == Lake(whole).connect().execute(query).fetchall()
     assert sorted(p.name for p in (tmp_path / "killed" / "checkpoints" / resumed.run_id).glob("*.pt")) == [
         "epoch-001.pt", "epoch-002.pt", "epoch-003.pt", "state-003.pt"]
+
+
+def test_mean_bce_is_the_mean_bce_with_logits():
+    logits, labels = np.array([-40.0, -1.5, 0.0, 2.0, 35.0]), np.array([1.0, 0.0, 1.0, 1.0, 0.0])
+    # -y log(sigmoid(x)) - (1 - y) log(1 - sigmoid(x)) = log(1 + e^x) - y x, stable at |x| = 40
+    assert mean_bce(logits, labels) == pytest.approx(np.mean(np.logaddexp(0, logits) - labels * logits), rel=1e-15)
+    assert mean_bce(np.zeros(0), np.zeros(0)) is None
 
 
 def test_stratified_split_is_seeded_and_keeps_both_labels():

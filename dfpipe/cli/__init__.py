@@ -29,6 +29,7 @@ COMMANDS: dict[str, str] = {
     "metrics": "dfpipe.cli.metrics:metrics",
     "eval": "dfpipe.cli.eval:eval_command",
     "export-scores": "dfpipe.cli.eval:export_scores_command",
+    "export": "dfpipe.cli.export:export",
     "ingest": "dfpipe.cli.ingest:ingest",
     "condition": "dfpipe.cli.condition:condition",
     "features": "dfpipe.cli.features:features",

@@ -12,7 +12,15 @@ from typing import TYPE_CHECKING
 
 import click
 
-from dfpipe.cli._common import dask_options, friendly_errors, lake_option
+from dfpipe.cli._common import (
+    TableData,
+    dask_options,
+    format_option,
+    friendly_errors,
+    lake_option,
+    note,
+    print_tables,
+)
 from dfpipe.config import DaskConfig, DiagnosticsConfig
 
 if TYPE_CHECKING:
@@ -37,10 +45,11 @@ if TYPE_CHECKING:
 @click.option("--figure", type=click.Path(dir_okay=False), default=None,
               help="Also draw the Hessian summary figure here (.png, .pdf, .svg).")
 @click.option("--overwrite", is_flag=True, help="Recompute even if these diagnostics are in the lake.")
+@format_option()
 @dask_options
 @friendly_errors
 def diagnose(lake: str, run_id: str, epoch: int | None, holdout: str | None, per_class: int, draws: int,
-             directions: int, seed: int, device: str, figure: str | None, overwrite: bool,
+             directions: int, seed: int, device: str, figure: str | None, overwrite: bool, output_format: str,
              dask_config: DaskConfig) -> None:
     """Hessian trace (Hutchinson), generalisation gap, gradient SNR, weight norms,
     Davies-Bouldin, calibration and local linearity of one checkpoint.
@@ -54,9 +63,6 @@ def diagnose(lake: str, run_id: str, epoch: int | None, holdout: str | None, per
       dfpipe diagnose --lake lake --run 3f2a... --holdout demo:flac@test
       dfpipe query --lake lake "select * from diagnostics_summary where layer is null"
     """
-    from rich.console import Console
-    from rich.table import Table
-
     from dfpipe.diagnostics import hessian_figure
     from dfpipe.flows.diagnose import run_diagnose_flow
     from dfpipe.lake import Lake
@@ -69,51 +75,38 @@ def diagnose(lake: str, run_id: str, epoch: int | None, holdout: str | None, per
         [result] = run_diagnose_flow(where.uri, [(run_id, epoch)], holdout=holdout, config=config,
                                      overwrite=overwrite, dask_config=dask_config)
     else:
-        result = _in_process(where.uri, run_id, epoch, holdout, config, overwrite, started)
+        result = _in_process(where.uri, run_id, epoch, holdout, config, overwrite)
 
-    console = Console()
-    table = Table("Metric", "Value", title=f"run {result.run_id} epoch {result.epoch} on {result.holdout} "
-                  f"({int(result.metrics['clips_spoof'])} spoof + {int(result.metrics['clips_bonafide'])} "
-                  f"bona fide, {int(result.metrics['hessian_draws'])} draws per clip)")
-    for label, value in result.table():
-        table.add_row(label, value)
-    console.print(table)
-    linearity = Table("Scale (x ||w||)", "Actual dL", "Taylor dL", "Rel. error (median)",
-                      title="Local linearity along random weight directions")
-    for row in result.linearity:
-        linearity.add_row(f"{row.scale:g}", f"{row.actual_change_mean:.3g}", f"{row.predicted_change_mean:.3g}",
-                          f"{row.rel_error_median:.3g}")
-    console.print(linearity)
+    summary = TableData(
+        ["Metric", "Value"], result.table(),
+        title=f"run {result.run_id} epoch {result.epoch} on {result.holdout} "
+              f"({int(result.metrics['clips_spoof'])} spoof + {int(result.metrics['clips_bonafide'])} "
+              f"bona fide, {int(result.metrics['hessian_draws'])} draws per clip)")
+    three = "{:.3g}".format
+    linearity = TableData(
+        ["Scale (x ||w||)", "Actual dL", "Taylor dL", "Rel. error (median)"],
+        [(row.scale, row.actual_change_mean, row.predicted_change_mean, row.rel_error_median)
+         for row in result.linearity],
+        title="Local linearity along random weight directions",
+        display={"Scale (x ||w||)": "{:g}".format, "Actual dL": three, "Taylor dL": three,
+                 "Rel. error (median)": three})
+    print_tables([summary, linearity], output_format)
     if figure:
-        click.echo(f"figure: {hessian_figure(where.uri, result, figure)}")
+        note(f"figure: {hessian_figure(where.uri, result, figure)}", output_format)
     state = "already in the lake (use --overwrite to recompute)" if result.skipped else "written"
-    click.echo(f"diagnostics {state}: {where.table_path('diagnostics_summary', {'run_id': result.run_id})} "
-               f"(+ diagnostics_hessian, diagnostics_linearity), shard {result.shard}; "
-               f"{time.perf_counter() - started:.1f} s")
+    note(f"diagnostics {state}: {where.table_path('diagnostics_summary', {'run_id': result.run_id})} "
+         f"(+ diagnostics_hessian, diagnostics_linearity), shard {result.shard}; "
+         f"{time.perf_counter() - started:.1f} s", output_format)
 
 
 def _in_process(lake_uri: str, run_id: str, epoch: int | None, holdout: str | None, config: DiagnosticsConfig,
-                overwrite: bool, started: float) -> DiagnoseSummary:
+                overwrite: bool) -> DiagnoseSummary:
     """The flow on Prefect's thread runner, with a live bar; when stdout is not a terminal,
-    one line per tenth of each phase instead."""
-    from rich.progress import Progress
-
+    one line per tenth of each phase instead (:class:`dfpipe.progress.Progress`)."""
     from dfpipe.flows.diagnose import run_diagnose_flow
+    from dfpipe.progress import Progress
 
-    with Progress(transient=True) as bar:
-        tasks: dict[str, int] = {}
-        logged: dict[str, int] = {}
-
-        def progress(phase: str, done: int, total: int) -> None:
-            if phase not in tasks:
-                tasks[phase] = bar.add_task(phase, total=total)
-            bar.update(tasks[phase], completed=done, total=total)
-            if not bar.console.is_terminal:  # no live bar in logs: a line per tenth instead
-                tenth = done * 10 // max(total, 1)
-                if tenth > logged.get(phase, -1):
-                    logged[phase] = tenth
-                    click.echo(f"{phase}: {done}/{total} ({time.perf_counter() - started:.0f} s)", err=True)
-
+    with Progress(transient=True) as progress:
         [result] = run_diagnose_flow(lake_uri, [(run_id, epoch)], holdout=holdout, config=config,
-                                     overwrite=overwrite, progress=progress)
+                                     overwrite=overwrite, progress=progress.update)
     return result

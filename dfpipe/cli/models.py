@@ -4,21 +4,24 @@ from __future__ import annotations
 
 import click
 
-from dfpipe.cli._common import friendly_errors
+from dfpipe.cli._common import TableData, format_option, friendly_errors, note, print_tables
 
 
 @click.command()
+@format_option()
 @friendly_errors
-def models() -> None:
+def models(output_format: str) -> None:
     """List the detectors with parameter counts and float32 checkpoint sizes.
 
     Mel models are built and measured. WavLM models need the WavLM-Large weights, which
     dfpipe never downloads: their counts come from the WavLM-Large architecture built on
     PyTorch's meta device (no weights), and say so.
-    """
-    from rich.console import Console
-    from rich.table import Table
 
+    \b
+    Examples:
+      dfpipe models
+      dfpipe models --format csv
+    """
     from dfpipe import checkpoints
     from dfpipe.config import FrontendConfig
     from dfpipe.errors import DfpipeError
@@ -30,7 +33,7 @@ def models() -> None:
         model_class,
     )
 
-    table = Table("arch", "inputs", "params", "trainable", "checkpoint", "note")
+    rows = []
     for arch in ARCHITECTURES:
         config = default_config(arch)
         inputs = ", ".join(sorted(model_class(arch).needs))
@@ -38,17 +41,19 @@ def models() -> None:
             model = build_model(arch, config)
             size = len(checkpoints.to_bytes(checkpoints.model_payload(
                 model, frontend_config=config_to_dict(FrontendConfig()), run_id="", epoch=0)))
-            note = "" if not arch.startswith("wavlm") else f"WavLM from {config.wavlm}"
+            remark = "" if not arch.startswith("wavlm") else f"WavLM from {config.wavlm}"
         except DfpipeError:
             model = _architecture_only(arch, config)
             size = 4 * model.num_params()  # float32 state dict, framing not counted
-            note = "needs WavLM-Large weights*"
-        table.add_row(arch, inputs, f"{model.num_params():,}", f"{model.num_params(trainable_only=True):,}",
-                      _size(size), note)
-    Console().print(table)
-    if any(arch.startswith("wavlm") for arch in ARCHITECTURES):
-        click.echo("* not installed here: counted from the WavLM-Large architecture without weights; "
-                   "provide them in the Hugging Face cache or a local folder (docs/models.md).")
+            remark = "needs WavLM-Large weights*"
+        rows.append((arch, inputs, model.num_params(), model.num_params(trainable_only=True), size, remark))
+    print_tables([TableData(
+        ["arch", "inputs", "params", "trainable", "checkpoint_bytes", "note"], rows,
+        display={"params": "{:,}".format, "trainable": "{:,}".format, "checkpoint_bytes": _size},
+    )], output_format)
+    if any(row[5].endswith("*") for row in rows):
+        note("* not installed here: counted from the WavLM-Large architecture without weights; "
+             "provide them in the Hugging Face cache or a local folder (docs/models.md).", output_format)
 
 
 def _architecture_only(arch: str, config: object):

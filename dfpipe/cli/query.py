@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
-import json
-import sys
-
 import click
 
-from dfpipe.cli._common import friendly_errors, lake_option
+from dfpipe.cli._common import (
+    TABLE_FORMATS,
+    TableData,
+    format_option,
+    friendly_errors,
+    lake_option,
+    print_tables,
+)
 from dfpipe.lake import Lake
 
 
 @click.command()
 @lake_option
-@click.option(
-    "--format", "output_format", type=click.Choice(["table", "line", "csv", "json"]), default="table",
-    show_default=True, help="How to print the result; 'line' prints one 'column: value' line per field "
-    "(what 'table' falls back to when the columns cannot fit the terminal).",
+@format_option(
+    ("table", "line", *TABLE_FORMATS[1:]),
+    "How to print the result. table: a table; on a terminal, one 'column: value' line per field "
+    "(line) when the columns cannot fit its width; into a pipe or a file, every value whole. "
+    "line: that record form always. csv: comma-separated with LF line ends. json: a list of objects.",
 )
 @click.argument("sql")
 @friendly_errors
@@ -26,8 +31,9 @@ def query(lake: str, output_format: str, sql: str) -> None:
     ``dfpipe metrics``).
 
     \b
-    Example:
+    Examples:
       dfpipe query --lake lake "select label, count(*) from clips group by 1"
+      dfpipe query --lake lake --format csv "select * from leaderboard" > leaderboard.csv
     """
     import duckdb
 
@@ -44,32 +50,6 @@ def query(lake: str, output_format: str, sql: str) -> None:
         return
     names = [d[0] for d in result.description]
     rows = result.fetchall()
-    if output_format == "json":
-        json.dump([dict(zip(names, row)) for row in rows], sys.stdout, default=str, indent=1)
-        sys.stdout.write("\n")
-    elif output_format == "csv":
-        import csv
-
-        writer = csv.writer(sys.stdout)
-        writer.writerow(names)
-        writer.writerows(rows)
-    else:
-        from rich.console import Console
-        from rich.table import Table
-
-        console = Console()
-        cells = [["NULL" if v is None else f"{v:.6g}" if isinstance(v, float) else str(v) for v in row]
-                 for row in rows]
-        # below ~8 characters a column shows nothing readable: print records instead
-        if output_format == "line" or len(names) * 8 > console.width:
-            width = max(len(name) for name in names)
-            for number, row in enumerate(cells, 1):
-                click.echo(f"-- row {number}")
-                for name, value in zip(names, row):
-                    click.echo(f"{name:>{width}}: {value}")
-        else:
-            table = Table(*names)
-            for row in cells:
-                table.add_row(*row)
-            console.print(table)
+    print_tables([TableData(names, rows)], output_format)
+    if output_format in ("table", "line"):
         click.echo(f"{len(rows)} row(s)", err=True)

@@ -26,12 +26,18 @@ from dfpipe.models import ARCHITECTURES
 @click.option("--seed", type=int, default=TrainConfig.seed, show_default=True)
 @click.option("--device", default=TrainConfig.device, show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--wavlm", default=None, help="WavLM weights: a local folder or an HF-cache name (WavLM archs).")
+@click.option("--unfreeze", default=None, metavar="none|FIRST,LAST|all-but-first",
+              help="WavLM transformer layers to train (0-based, inclusive); default: the architecture's.")
+@click.option("--balance", type=click.Choice(TrainConfig.BALANCE_MODES), default=TrainConfig.balance,
+              help="Class balancing: undersample the majority class (seeded) or weight the loss.")
+@click.option("--init-from", default=TrainConfig.init_from, metavar="CHECKPOINT",
+              help="Start from this epoch-NNN.pt's model weights (warm start; the optimiser starts fresh).")
 @click.option("--no-flow", is_flag=True, help="Train in this process, without Prefect and Dask.")
 @dask_options
 @friendly_errors
 def train(lake: str, arch: str, train_data: str, eval_data: tuple[str, ...], epochs: int | None,
-          batch_size: int | None, lr: float, seed: int, device: str, wavlm: str | None, no_flow: bool,
-          dask_config: DaskConfig) -> None:
+          batch_size: int | None, lr: float, seed: int, device: str, wavlm: str | None, unfreeze: str | None,
+          balance: str | None, init_from: str | None, no_flow: bool, dask_config: DaskConfig) -> None:
     """Train ARCH on --train, scoring val and every --eval set each epoch into predictions.
 
     A run's id is a hash of its configuration: running the same command again resumes a
@@ -44,10 +50,12 @@ def train(lake: str, arch: str, train_data: str, eval_data: tuple[str, ...], epo
     import dataclasses
 
     from dfpipe.clipsets import DataSpec
+    from dfpipe.config import parse_unfreeze_layers
     from dfpipe.errors import ConfigError
     from dfpipe.models import default_config
 
-    cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device)
+    cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device, balance=balance,
+                      init_from=init_from)
     train_spec = DataSpec.parse(train_data, default_condition=cfg.default_condition,
                                 default_split=cfg.default_train_split)
     evals = {}
@@ -61,6 +69,10 @@ def train(lake: str, arch: str, train_data: str, eval_data: tuple[str, ...], epo
         if not arch.startswith("wavlm"):
             raise ConfigError(f"--wavlm applies to WavLM architectures, not {arch}")
         model_config = dataclasses.replace(model_config, wavlm=wavlm)
+    if unfreeze is not None:
+        if not arch.startswith("wavlm"):
+            raise ConfigError(f"--unfreeze applies to WavLM architectures, not {arch}")
+        model_config = dataclasses.replace(model_config, unfreeze_layers=parse_unfreeze_layers(unfreeze))
     if no_flow:
         from dfpipe.train import train as run_training
 

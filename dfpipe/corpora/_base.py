@@ -42,6 +42,8 @@ class CorpusItem:
             relpath for a file found by walking a folder. Names duplicate-entry rejects.
         split, generator, family, speaker, language: ``None`` when the corpus is silent.
         attributes: every other original column, as strings.
+        size_bytes: the source's size when the adapter knows it without a ``stat`` (audio
+            embedded in a Parquet row); ``None``: ingest stats the file.
     """
 
     source: str
@@ -54,6 +56,7 @@ class CorpusItem:
     speaker: str | None = None
     language: str | None = None
     attributes: Mapping[str, str] = field(default_factory=dict)
+    size_bytes: int | None = None
 
 
 @dataclass(frozen=True)

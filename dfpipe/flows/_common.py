@@ -1,4 +1,4 @@
-"""What the flows share: the one way to reach Dask, and summing shard results with a progress bar.
+"""What the flows share: the one way to reach Dask, and summing shard results with progress.
 
 Dask is reached two ways, both built from a :class:`~dfpipe.config.DaskConfig` by
 :func:`local_cluster_kwargs` (the one place the LocalCluster settings are written):
@@ -27,9 +27,9 @@ from prefect import Task, task
 from prefect.cache_policies import NO_CACHE
 from prefect.futures import PrefectFuture, as_completed
 from prefect_dask import DaskTaskRunner, get_dask_client
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from dfpipe.config import DASK_ADDRESS_ENV, DaskConfig
+from dfpipe.progress import Progress
 from dfpipe.stage_kit import StageSummary
 
 R = TypeVar("R")
@@ -71,13 +71,13 @@ def dask_client(config: DaskConfig) -> Iterator[Any]:
 
 
 def completed(futures: list[PrefectFuture[R]], description: str, show_progress: bool) -> Iterator[R]:
-    """The futures' results as they complete, with a progress bar (one step per shard)."""
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with Progress(*columns, disable=not show_progress) as progress:
-        bar = progress.add_task(description, total=len(futures))
+    """The futures' results as they complete, with progress (one step per shard): a bar on a
+    terminal, a line per tenth of the shards otherwise (:class:`dfpipe.progress.Progress`)."""
+    with Progress(show_progress, unit="shards") as progress:
+        progress.update(description, 0, len(futures))
         for future in as_completed(futures):
             yield future.result()
-            progress.advance(bar)
+            progress.advance(description)
 
 
 def collect(futures: list[PrefectFuture[StageSummary]], description: str, show_progress: bool) -> StageSummary:

@@ -1,7 +1,8 @@
 """The study flow: a whole study file, stage by stage, as one Prefect flow.
 
     build demo corpora -> ingest -> conditions -> features -> train every run (every epoch
-    scored on val and each eval set) -> metrics -> report
+    scored on val and each eval set; a warm-started run after its source, from the source's
+    checkpoint) -> metrics -> report
 
 Every stage up to training is a sub-flow of its own (``dfpipe/flows/<stage>.py``); metrics
 and the report run in this flow's process (DuckDB, matplotlib). Every stage skips work
@@ -22,13 +23,15 @@ from dataclasses import dataclass, field
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
-from dfpipe.config import DaskConfig, demo_corpus_dir
+from dfpipe import checkpoints
+from dfpipe.config import DaskConfig, IngestConfig, demo_corpus_dir
 from dfpipe.corpora.demo import build_demo_corpus
 from dfpipe.flows._common import dask_client, dask_config_from_env
 from dfpipe.flows.conditions import run_conditions_flow
 from dfpipe.flows.features import run_features_flow
 from dfpipe.flows.ingest import run_ingest_flow
 from dfpipe.flows.train import train_flow
+from dfpipe.lake import Lake
 from dfpipe.metrics import compute_metrics
 from dfpipe.report import write_report
 from dfpipe.study import load_study, plan_study, sample_manifest
@@ -48,17 +51,26 @@ def build_demo(size: str, seed: int, scheduler: str) -> str:
     """Build (or reuse from the cache) the demo corpus; returns its manifest path."""
     from distributed import Client
 
+    from dfpipe.progress import Progress
+
     out = demo_corpus_dir(size, seed)
-    with Client(scheduler) as client:
-        build_demo_corpus(out, size, seed, executor=client)
+    with Client(scheduler) as client, Progress() as progress:
+        build_demo_corpus(out, size, seed, executor=client, on_progress=progress.update)
     return str(out / "manifest.csv")
 
 
 @flow(name="study", validate_parameters=False)
 def study_flow(study_file: str, lake: str, dask_address: str | None = None, report_dir: str | None = None,
-               show_progress: bool = True) -> StudyResult:
-    """Run every stage of the study in ``study_file`` against the lake at ``lake``."""
+               show_progress: bool = True, rehearse: bool = False) -> StudyResult:
+    """Run every stage of the study in ``study_file`` against the lake at ``lake``
+    (``rehearse``: at rehearsal scale, :func:`dfpipe.flows.rehearsal.rehearse`)."""
     study = load_study(study_file)
+    ingest_config = IngestConfig()
+    if rehearse:
+        from dfpipe.flows.rehearsal import rehearse as scale_down
+
+        rehearsal = scale_down(study)
+        study, ingest_config = rehearsal.study, rehearsal.ingest
     plan = plan_study(study)
     result = StudyResult()
     # A deployment run gets its cluster from the worker's environment (infra/compose.yaml).
@@ -72,9 +84,10 @@ def study_flow(study_file: str, lake: str, dask_address: str | None = None, repo
                     manifest = build_demo(spec.size, spec.seed, dask.address)
                     if spec.sample:
                         manifest = str(sample_manifest(manifest, spec.sample, spec.seed))
-                    run_ingest_flow(lake, name, "csv", manifest, dask_config=dask, show_progress=show_progress)
+                    run_ingest_flow(lake, name, "csv", manifest, config=ingest_config, dask_config=dask,
+                                    show_progress=show_progress)
                 else:
-                    run_ingest_flow(lake, name, spec.format, spec.path, dask_config=dask,
+                    run_ingest_flow(lake, name, spec.format, spec.path, config=ingest_config, dask_config=dask,
                                     show_progress=show_progress)
 
         with _timed(result.stage_seconds, "conditions"):
@@ -89,11 +102,17 @@ def study_flow(study_file: str, lake: str, dask_address: str | None = None, repo
                 run_features_flow(lake, corpus, condition, dask_config=dask, show_progress=show_progress)
 
         with _timed(result.stage_seconds, "train"):
+            run_ids: dict[str, str] = {}  # planned run name -> run id; sources train first (plan order)
             for run in plan.runs:
+                init_from = None
+                if run.init_from is not None:
+                    source, epoch = run.init_from
+                    init_from = checkpoints.epoch_uri(checkpoints.run_dir(Lake(lake).uri, run_ids[source]), epoch)
                 summary = train_flow(lake_uri=lake, arch=run.arch, train_data=study.train_data(run.train_set),
-                                     eval_data=study.eval_data(),
-                                     cfg=study.train_config(run),
-                                     model_config=study.arch_config(run.arch), dask_config=dask)
+                                     eval_data=study.eval_data(run.train_set),
+                                     cfg=study.train_config(run, init_from),
+                                     model_config=study.arch_config(run.arch, run.model), dask_config=dask)
+                run_ids[run.name] = summary.run_id
                 result.run_ids.append(summary.run_id)
 
     with _timed(result.stage_seconds, "metrics"):

@@ -1,10 +1,10 @@
-"""The four detectors, by architecture name.
+"""The five detectors, by architecture name.
 
 >>> model = build_model("mel-cnn")                       # doctest: +SKIP
 >>> model(Batch(mel=torch.zeros(8, 2, 128, 301))).shape  # doctest: +SKIP
 torch.Size([8])
 
-``mel-cnn`` and ``mel-multiscale`` read ``features.mel``; ``wavlm-cnn`` reads the waveform,
+``mel-cnn``, ``mel-multiscale`` and ``mel-vit`` read ``features.mel``; ``wavlm-cnn`` reads the waveform,
 ``wavlm-aasist`` the waveform, mel and LFCC (each class's ``needs``). WavLM models import
 ``transformers`` only when built.
 """
@@ -16,13 +16,14 @@ import importlib
 import typing
 from typing import Any
 
-from dfpipe.config import MelCNNConfig, MelMultiScaleConfig, WavLMAASISTConfig, WavLMCNNConfig
+from dfpipe.config import MelCNNConfig, MelMultiScaleConfig, MelViTConfig, WavLMAASISTConfig, WavLMCNNConfig
 from dfpipe.errors import ConfigError
 from dfpipe.models.base import INPUTS, Batch, Detector
 
 ARCHITECTURES: dict[str, tuple[str, type]] = {
     "mel-cnn": ("dfpipe.models.mel_cnn:MelCNN", MelCNNConfig),
     "mel-multiscale": ("dfpipe.models.mel_multiscale:MelMultiScale", MelMultiScaleConfig),
+    "mel-vit": ("dfpipe.models.mel_vit:MelViT", MelViTConfig),
     "wavlm-cnn": ("dfpipe.models.wavlm_cnn:WavLMCNN", WavLMCNNConfig),
     "wavlm-aasist": ("dfpipe.models.wavlm_aasist:WavLMAASIST", WavLMAASISTConfig),
 }
@@ -50,11 +51,14 @@ def default_config(arch: str) -> Any:
     return _entry(arch)[1]()
 
 
-def build_model(arch: str, config: Any = None, *, pretrained: bool = True) -> Detector:
+def build_model(arch: str, config: Any = None, *, pretrained: bool = True,
+                backbone_config: dict[str, Any] | None = None) -> Detector:
     """Build a detector from its config (``None``: the defaults).
 
     ``pretrained=False`` builds WavLM models with random WavLM weights of the right shape
     (loading a dfpipe checkpoint, counting parameters); mel models have no pretrained part.
+    ``backbone_config`` (:meth:`Detector.backbone_config` of a saved model) gives that shape
+    exactly, without the pretrained model's files.
 
     Raises:
         ConfigError: unknown ``arch`` or a config of another architecture.
@@ -65,7 +69,9 @@ def build_model(arch: str, config: Any = None, *, pretrained: bool = True) -> De
     if not isinstance(config, config_class):
         raise ConfigError(f"{arch} takes a {config_class.__name__}, got {type(config).__name__}")
     cls = model_class(arch)
-    return cls(config, pretrained=pretrained) if cls.has_pretrained else cls(config)
+    if cls.has_pretrained:
+        return cls(config, pretrained=pretrained, backbone_config=backbone_config)
+    return cls(config)
 
 
 def config_to_dict(config: Any) -> dict[str, Any]:

@@ -9,7 +9,7 @@ Each class declares in ``needs`` which inputs it reads, so loaders fetch only th
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -75,6 +75,11 @@ class Detector(nn.Module):
     def embed(self, batch: Batch) -> torch.Tensor:
         """Penultimate embedding, ``(B, embed_dim)``."""
         raise NotImplementedError
+
+    def backbone_config(self) -> dict[str, Any] | None:
+        """``has_pretrained`` models: the pretrained part's own config as a plain dict, which
+        checkpoints store to rebuild its exact shape (``build_model(backbone_config=...)``)."""
+        return None
 
     def forward(self, batch: Batch) -> torch.Tensor:
         """Spoof logits, ``(B,)`` (higher = more spoof)."""

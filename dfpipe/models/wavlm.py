@@ -6,12 +6,12 @@ Weights come only from a local folder or the Hugging Face cache
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
-from dfpipe.config import WAVLM_LARGE
+from dfpipe.config import ALL_BUT_FIRST, WAVLM_LARGE
 from dfpipe.errors import ConfigError, DfpipeError
 
 if TYPE_CHECKING:
@@ -47,21 +47,27 @@ def wavlm_large_config() -> WavLMConfig:
     its parameters without its weights (see ``dfpipe models``)."""
     from transformers import WavLMConfig
 
+    # conv_bias=False: WavLM-Large's feature encoder convolutions have no biases (its config.json).
     return WavLMConfig(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16,
                        intermediate_size=4096, feat_extract_norm="layer", do_stable_layer_norm=True,
-                       conv_bias=True)
+                       conv_bias=False)
 
 
-def wavlm_architecture(name_or_path: str) -> WavLMModel:
+def wavlm_architecture(name_or_path: str, hf_config: dict[str, Any] | None = None) -> WavLMModel:
     """A randomly initialised WavLM of the right shape, without its weights: for loading a
-    dfpipe checkpoint (which holds them) or counting parameters. WavLM-Large's shape is
-    known; any other model needs its ``config.json`` (folder or HF cache).
+    dfpipe checkpoint (which holds them) or counting parameters.
+
+    ``hf_config`` (a ``WavLMConfig.to_dict()``, as dfpipe checkpoints store it) gives the
+    exact architecture; without it WavLM-Large's shape is known, and any other model needs
+    its ``config.json`` (folder or HF cache).
 
     Raises:
         DfpipeError: when the configuration cannot be found offline.
     """
     from transformers import WavLMConfig, WavLMModel
 
+    if hf_config is not None:
+        return WavLMModel(WavLMConfig.from_dict(hf_config))
     if name_or_path == WAVLM_LARGE:
         return WavLMModel(wavlm_large_config())
     try:
@@ -70,8 +76,9 @@ def wavlm_architecture(name_or_path: str) -> WavLMModel:
         raise DfpipeError(f"the configuration of WavLM {name_or_path!r} is not available offline") from exc
 
 
-def set_trainable_layers(wavlm: WavLMModel, layers: tuple[int, int] | None) -> None:
-    """Freeze ``wavlm`` except transformer layers ``layers[0]..layers[1]`` (inclusive, 0-based).
+def set_trainable_layers(wavlm: WavLMModel, layers: tuple[int, int] | str | None) -> None:
+    """Freeze ``wavlm`` except transformer layers ``layers[0]..layers[1]`` (inclusive, 0-based);
+    :data:`~dfpipe.config.ALL_BUT_FIRST` trains every layer but layer 0.
 
     The convolutional feature encoder always stays frozen.
 
@@ -82,6 +89,8 @@ def set_trainable_layers(wavlm: WavLMModel, layers: tuple[int, int] | None) -> N
     if layers is None:
         return
     n_layers = len(wavlm.encoder.layers)
+    if layers == ALL_BUT_FIRST:
+        layers = (1, n_layers - 1)
     if layers[1] >= n_layers:
         raise ConfigError(f"unfreeze_layers {tuple(layers)} is past the last layer of this WavLM "
                           f"({n_layers} layers: 0..{n_layers - 1})")
@@ -97,9 +106,10 @@ class WavLMFrames(nn.Module):
     mode without autograd (no dropout, no layer drop, no activations kept).
     """
 
-    def __init__(self, name_or_path: str, unfreeze_layers: tuple[int, int] | None, *, pretrained: bool = True) -> None:
+    def __init__(self, name_or_path: str, unfreeze_layers: tuple[int, int] | str | None, *, pretrained: bool = True,
+                 hf_config: dict[str, Any] | None = None) -> None:
         super().__init__()
-        self.wavlm = load_wavlm(name_or_path) if pretrained else wavlm_architecture(name_or_path)
+        self.wavlm = load_wavlm(name_or_path) if pretrained else wavlm_architecture(name_or_path, hf_config)
         set_trainable_layers(self.wavlm, unfreeze_layers)
         self.frozen = unfreeze_layers is None
         self.hidden_size = int(self.wavlm.config.hidden_size)

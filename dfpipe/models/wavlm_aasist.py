@@ -49,10 +49,12 @@ class WavLMAASIST(Detector):
     arch = "wavlm-aasist"
     needs = frozenset({"waveform", "mel", "lfcc"})
 
-    def __init__(self, config: WavLMAASISTConfig, *, pretrained: bool = True) -> None:
+    def __init__(self, config: WavLMAASISTConfig, *, pretrained: bool = True,
+                 backbone_config: dict | None = None) -> None:
         super().__init__()
         self.config = config
-        self.frames = WavLMFrames(config.wavlm, config.unfreeze_layers, pretrained=pretrained)
+        self.frames = WavLMFrames(config.wavlm, config.unfreeze_layers, pretrained=pretrained,
+                                  hf_config=backbone_config)
         self.wavlm_project = nn.Linear(self.frames.hidden_size, config.wavlm_dim)
         self.mel = MultiScaleEncoder(config.mel)
         self.lfcc = LFCCStream(config.lfcc_coefficients, config.lfcc_channels)
@@ -62,6 +64,9 @@ class WavLMAASIST(Detector):
             nn.Linear(config.fusion_hidden, config.embed_dim), nn.ReLU(inplace=True), nn.Dropout(config.dropout),
         )
         self.head = nn.Linear(config.embed_dim, 1)
+
+    def backbone_config(self) -> dict:
+        return self.frames.wavlm.config.to_dict()
 
     def embed(self, batch: Batch) -> torch.Tensor:
         speech = self.wavlm_project(self.frames(batch.require("waveform"))).mean(dim=1)

@@ -29,14 +29,18 @@ class WavLMCNN(Detector):
     arch = "wavlm-cnn"
     needs = frozenset({"waveform"})
 
-    def __init__(self, config: WavLMCNNConfig, *, pretrained: bool = True) -> None:
+    def __init__(self, config: WavLMCNNConfig, *, pretrained: bool = True, backbone_config: dict | None = None) -> None:
         super().__init__()
         self.config = config
-        self.frames = WavLMFrames(config.wavlm, config.unfreeze_layers, pretrained=pretrained)
+        self.frames = WavLMFrames(config.wavlm, config.unfreeze_layers, pretrained=pretrained,
+                                  hf_config=backbone_config)
         self.project = nn.Linear(self.frames.hidden_size, config.feature_bins)
         self.cnn = MelCNN(config.head)
         del self.cnn.head  # only its embedding is used: this model's own head makes the logit
         self.head = nn.Linear(config.head.embed_dim, 1)
+
+    def backbone_config(self) -> dict:
+        return self.frames.wavlm.config.to_dict()
 
     def embed(self, batch: Batch) -> torch.Tensor:
         image = self.project(self.frames(batch.require("waveform"))).transpose(1, 2).unsqueeze(1)

@@ -1,4 +1,4 @@
-"""The four detectors: shapes, parameter counts, checkpoints, WavLM loading and freezing."""
+"""The five detectors: shapes, parameter counts, checkpoints, WavLM loading and freezing."""
 
 from __future__ import annotations
 
@@ -6,7 +6,13 @@ import pytest
 import torch
 
 from dfpipe import checkpoints
-from dfpipe.config import FrontendConfig, MelCNNConfig, WavLMAASISTConfig, WavLMCNNConfig
+from dfpipe.config import (
+    FrontendConfig,
+    MelCNNConfig,
+    MelViTConfig,
+    WavLMAASISTConfig,
+    WavLMCNNConfig,
+)
 from dfpipe.errors import ConfigError, DfpipeError
 from dfpipe.models import ARCHITECTURES, Batch, build_model, config_from_dict, config_to_dict
 from dfpipe.models.wavlm import set_trainable_layers
@@ -65,6 +71,45 @@ def test_checkpoint_round_trip_with_weights_only(arch, tmp_path):
     torch.testing.assert_close(loaded(batch), model(batch))
 
 
+TINY_VIT = MelViTConfig(embed_dim=32, depth=2, heads=2)
+
+
+def test_mel_vit_at_its_defaults_is_vit_small_about_52x_the_mel_cnn():
+    vit = build_model("mel-vit")
+    assert vit.needs == {"mel"}
+    # ViT-Small (384 wide, 12 layers, 6 heads): ~21.3 M in the encoder + patches, tokens, head
+    assert 21_000_000 <= vit.num_params() <= 22_000_000
+    assert 50 <= vit.num_params() / build_model("mel-cnn").num_params() <= 55
+    assert vit.positions.shape == (1, 1 + 8 * 19, 384)  # 128 x 301 -> 8 x 19 patches of 16 x 16
+
+
+def test_mel_vit_pads_time_to_whole_patches_and_gives_one_logit_per_clip():
+    model = build_model("mel-vit", TINY_VIT).eval()
+    batch = _batch()
+    logits = model(batch)
+    assert logits.shape == (3,)
+    embedding = model.embed(batch)
+    assert embedding.shape == (3, 32)
+    torch.testing.assert_close(model.head(embedding).squeeze(-1), logits)
+    # 128 x 301 in patches of 32 x 7: 4 x 43 (301 = 43 x 7, no padding)
+    assert MelViTConfig(patch_size=(32, 7)).grid == (4, 43)
+    with pytest.raises(ConfigError, match="patch_size"):
+        MelViTConfig(patch_size=(10, 16))
+    with pytest.raises(ConfigError, match="multiple of heads"):
+        MelViTConfig(embed_dim=30, heads=4)
+
+
+def test_mel_vit_checkpoint_round_trip_with_weights_only(tmp_path):
+    model = build_model("mel-vit", TINY_VIT).eval()
+    uri = str(tmp_path / "epoch-001.pt")
+    checkpoints.save(checkpoints.model_payload(model, frontend_config=config_to_dict(FRONTEND), run_id="r",
+                                               epoch=1), uri)
+    loaded, _ = checkpoints.load_model(uri)
+    assert loaded.config == TINY_VIT and isinstance(loaded.config.patch_size, tuple)
+    batch = _batch()
+    torch.testing.assert_close(loaded(batch), model(batch))
+
+
 def test_config_dict_round_trip_restores_nested_tuples():
     config = WavLMAASISTConfig(wavlm="/x", unfreeze_layers=(1, 2))
     again = config_from_dict("wavlm-aasist", config_to_dict(config))
@@ -82,7 +127,7 @@ def test_bad_names_and_configs_fail_naming_them():
         MelCNNConfig(dropout=1.5)
     with pytest.raises(ConfigError, match="unfreeze_layers"):
         WavLMCNNConfig(unfreeze_layers=(5, 2))
-    assert set(ARCHITECTURES) == {"mel-cnn", "mel-multiscale", "wavlm-cnn", "wavlm-aasist"}
+    assert set(ARCHITECTURES) == {"mel-cnn", "mel-multiscale", "mel-vit", "wavlm-cnn", "wavlm-aasist"}
 
 
 def test_missing_wavlm_weights_say_what_to_do(tmp_path):

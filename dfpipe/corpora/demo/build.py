@@ -44,6 +44,7 @@ from dfpipe.corpora.demo.generators import VOICES, Voice, reseed, synthesize
 from dfpipe.corpora.demo.sources import (
     NON_SPEECH,
     BonafideSource,
+    SourceScan,
     list_bonafide_sources,
     load_source,
     scan_shard,
@@ -341,7 +342,7 @@ def build_demo_corpus(
     executor: Executor | None = None,
     config: DemoCorpusConfig | None = None,
     audio: AudioConfig | None = None,
-    on_progress: Callable[[int, int], None] | None = None,
+    on_progress: Callable[[str, int, int], None] | None = None,
 ) -> DemoBuildSummary:
     """Build (or reuse) the demo corpus in ``out_dir``.
 
@@ -353,7 +354,9 @@ def build_demo_corpus(
         executor: ``None`` (this process) or anything with ``submit`` (a Dask Client).
         config: corpus settings (default :class:`DemoCorpusConfig`).
         audio: the sample rate comes from here (default :class:`AudioConfig`).
-        on_progress: called with (pairs done, pairs planned) after each rendered shard.
+        on_progress: ``on_progress(phase, done, total)``, e.g. :meth:`dfpipe.progress.Progress.update`:
+            phase ``scanning sources`` (recordings scanned) after each scan shard, then
+            ``rendering pairs`` (pairs done of pairs planned) after each rendered shard.
 
     Returns:
         A :class:`DemoBuildSummary`; ``cached`` is set when nothing had to be done.
@@ -382,7 +385,12 @@ def build_demo_corpus(
         )
     shards = [(sources[i : i + _SOURCES_PER_SCAN_SHARD], sample_rate, config)
               for i in range(0, len(sources), _SOURCES_PER_SCAN_SHARD)]
-    scans = [scan for shard in map_shards(scan_shard, shards, executor) for scan in shard]
+    report = on_progress or (lambda phase, done, total: None)
+    scans: list[SourceScan] = []
+    report("scanning sources", 0, len(sources))
+    for shard in map_shards(scan_shard, shards, executor):
+        scans.extend(shard)
+        report("scanning sources", len(scans), len(sources))
     verdicts = {scan.source_id: scan for scan in scans}
     usable = [s for s in sources if verdicts[s.source_id].verdict == "speech"]
     excluded = dict(sorted(Counter(s.verdict for s in scans if s.verdict != "speech").items()))
@@ -393,11 +401,11 @@ def build_demo_corpus(
     work = [(str(out), pairs[i : i + step], sample_rate, config) for i in range(0, len(pairs), step)]
     built = skipped = 0
     rejected: list[tuple[str, str]] = []
+    report("rendering pairs", 0, len(pairs))
     for shard_built, shard_skipped, shard_rejected in map_shards(render_shard, work, executor):
         built, skipped = built + shard_built, skipped + shard_skipped
         rejected.extend(shard_rejected)
-        if on_progress is not None:
-            on_progress((built + skipped + len(rejected)) // 2, len(pairs))
+        report("rendering pairs", (built + skipped + len(rejected)) // 2, len(pairs))
 
     failed = {path for path, _ in rejected}
     clips = sorted((clip for pair in pairs for clip in (pair.bonafide, pair.spoof)), key=lambda c: c.path)
