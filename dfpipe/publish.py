@@ -263,8 +263,9 @@ def check_utterance_ids(ids: Iterable[str]) -> None:
 
 
 def arena_scores_text(rows: Iterable[tuple[str, float]]) -> str:
-    """``scores.txt`` content: ``<id> <score>`` lines (17 significant digits: float64 exact)."""
-    return "".join(f"{uid} {score:.17g}\n" for uid, score in rows)
+    """``scores.txt`` content: ``<id> <score>`` lines; each score is the shortest text that
+    reads back as the same float64 (Python's ``repr``)."""
+    return "".join(f"{uid} {float(score)!r}\n" for uid, score in rows)
 
 
 def arena_keys_text(rows: Iterable[tuple[str, str]]) -> str:

@@ -15,6 +15,7 @@ import pytest
 from asv_reference import act_dcf, cllr, eer, min_dcf, p_spoof, threshold_metrics
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from sklearn.metrics import f1_score, matthews_corrcoef, precision_score, recall_score
 
 from dfpipe.conditions.grammar import describe_condition
 from dfpipe.config import MetricsConfig
@@ -555,3 +556,115 @@ def test_bootstrap_intervals_equal_an_independent_resampling(seed):
         for key in ["accuracy_ci_low", "accuracy_ci_high", "eer_ci_low", "eer_ci_high"]:
             assert_close(row[key], expected[key])
     assert got["tiny"]["n_replicates_without_eer"] > 0
+
+
+# -- epoch policies: every table that picks an epoch has a row per run per policy ---------
+# R: epochs 1-3 committed, epoch 4 scored but never committed (a killed run); lowest val eer at
+# epoch 2. S: scored by `dfpipe score` only (no epochs rows); lowest val eer at epoch 1.
+POLICY_STUDY = {
+    ("R", 1, "val"): ([2, 1], [-1, 1.5]),  # eer 0.5
+    ("R", 2, "val"): ([2, 1], [-1, -2]),  # eer 0: best_val_eer -> 2
+    ("R", 3, "val"): ([2, 1], [-1, 1.5]),  # last committed -> 3
+    ("R", 4, "val"): ([2, 1], [-1, 1.5]),
+    ("R", 1, "test"): ([1, 2], [-1, -2]),
+    ("R", 2, "test"): ([1, -0.5], [-1, 0.5]),
+    ("R", 3, "test"): ([1, 2], [-1, 0.5, -3]),
+    ("R", 4, "test"): ([1, 2], [-1, -2]),
+    ("R", 2, "ood"): ([1, -1], [-1, -2, 3]),
+    ("R", 3, "ood"): ([1, 2], [-1, -2, -3]),
+    ("S", 1, "val"): ([2, 1], [-1, -2]),  # eer 0: best_val_eer -> 1
+    ("S", 2, "val"): ([2, 1], [-1, 1.5]),  # last scored -> 2
+    ("S", 1, "test"): ([1, 2], [-1, -2]),
+    ("S", 2, "test"): ([-1, 2], [-1, -2]),
+    ("S", 1, "ood"): ([1, 2], [1, -2, -3]),
+    ("S", 2, "ood"): ([-1, -2], [-1, -2, -3]),  # all predicted spoof: specificity 0, mcc 0 (the mp3 row)
+}
+EXPECTED_EPOCHS = {("R", "best_val_eer"): 2, ("R", "last"): 3, ("S", "best_val_eer"): 1, ("S", "last"): 2}
+
+
+@pytest.fixture(scope="module")
+def policy_con():
+    con = duckdb.connect()
+    tables = {
+        "predictions": pa.concat_tables([prediction_rows(run, epoch, dataset, b, s)
+                                         for (run, epoch, dataset), (b, s) in POLICY_STUDY.items()]),
+        "runs": run_rows(["R", "S"], ["flac", "corrupt+mp3_128k"], params=[400_000, 2_000_000],
+                         checkpoint_bytes=[435_000, 2_200_000]),
+        "epochs": conform("epochs", pa.table({
+            "run_id": ["R"] * 3, "epoch": [1, 2, 3], "train_loss": [0.6, 0.5, 0.4], "train_acc": [0.7, 0.8, 0.9],
+            "val_loss": [0.7, 0.2, 0.6], "n_train": [100] * 3, "checkpoint_uri": ["r1.pt", "r2.pt", "r3.pt"],
+            "checkpoint_bytes": [435_000] * 3, "wall_s": [1.0] * 3})),
+    }
+    for name, schema in TABLES.items():
+        con.register(f"{name}_rows", tables.get(name, schema.empty_table()))
+        con.execute(f"create view {name} as select * from {name}_rows")
+    build_models(con, MetricsConfig(bootstrap_samples=20))
+    return con
+
+
+def reference_at(run_id: str, epoch: int, dataset: str) -> dict:
+    bonafide, spoof = POLICY_STUDY[(run_id, epoch, dataset)]
+    return threshold_metrics([False] * len(bonafide) + [True] * len(spoof),
+                             p_spoof([*bonafide, *spoof]) >= 0.5)
+
+
+def test_epoch_policies_are_the_configured_ones(policy_con):
+    assert [r["epoch_policy"] for r in records(policy_con, "select epoch_policy from epoch_policies")] == list(
+        MetricsConfig.epoch_policies)
+    assert MetricsConfig.reported_epoch_policy in MetricsConfig.epoch_policies
+
+
+def test_run_results_report_both_epoch_policies(policy_con):
+    rows = records(policy_con, "select * from run_results order by run_id, epoch_policy")
+    assert {(r["run_id"], r["epoch_policy"]): r["reported_epoch"] for r in rows} == EXPECTED_EPOCHS
+    assert len(rows) == len(EXPECTED_EPOCHS)
+    for row in rows:
+        test, ood = (reference_at(row["run_id"], row["reported_epoch"], d) for d in ("test", "ood"))
+        assert (row["test_accuracy"], row["test_precision"], row["test_recall"], row["test_f1"], row["test_mcc"]) == (
+            test["accuracy"], test["precision"], test["recall"], test["f1"], test["mcc"])
+        assert (row["ood_accuracy"], row["ood_specificity"], row["ood_mcc"]) == (
+            ood["accuracy"], ood["specificity"], ood["mcc"])
+        assert row["best_epoch"] == EXPECTED_EPOCHS[(row["run_id"], "best_val_eer")]
+    last = {r["run_id"]: r for r in rows if r["epoch_policy"] == "last"}
+    assert (last["R"]["val_loss"], last["R"]["reason"]) == (0.6, None)
+    assert last["S"]["reason"] == "no committed epoch (no epochs row): last scored epoch reported"
+    # the study's MP3-corrupt row: everything predicted spoof reports 0, not null, and why
+    assert (last["S"]["ood_specificity"], last["S"]["ood_mcc"]) == (0.0, 0.0)
+    (mp3,) = records(policy_con, "select * from threshold_metrics where run_id = 'S' and epoch = 2 "
+                                 "and dataset = 'ood' and grouping = 'overall' and policy = 'p_spoof_0.5'")
+    assert (mp3["specificity"], mp3["mcc"], mp3["reason"]) == (0.0, 0.0, "nothing predicted bona fide")
+
+
+def test_every_table_that_picks_an_epoch_has_a_row_per_run_per_policy(policy_con):
+    for name in ("best_epochs", "leaderboard", "ablation_matrix", "model_size"):
+        rows = records(policy_con, f"select * from {name}")
+        assert sorted((r["run_id"], r["epoch_policy"]) for r in rows) == sorted(EXPECTED_EPOCHS), name
+        if "reported_epoch" in rows[0]:
+            assert {(r["run_id"], r["epoch_policy"]): r["reported_epoch"] for r in rows} == EXPECTED_EPOCHS, name
+    # ranks are within a policy: R leads on ood at its best val epoch, S at its last epoch
+    board = records(policy_con, "select epoch_policy, ood_rank, run_id, ood_accuracy from leaderboard")
+    for policy in MetricsConfig.epoch_policies:
+        ranked = [r for r in board if r["epoch_policy"] == policy]
+        assert [r["ood_rank"] for r in ranked] == [1, 2]
+        assert ranked[0]["ood_accuracy"] >= ranked[1]["ood_accuracy"]
+    correlation = records(policy_con, "select epoch_policy, n_runs from leaderboard_correlation")
+    assert correlation == [{"epoch_policy": p, "n_runs": 2} for p in sorted(MetricsConfig.epoch_policies)]
+    intervals = records(policy_con, "select run_id, epoch_policy, epoch, dataset from bootstrap_intervals")
+    assert sorted(intervals, key=repr) == sorted((
+        {"run_id": run, "epoch_policy": policy, "epoch": epoch, "dataset": dataset}
+        for (run, policy), epoch in EXPECTED_EPOCHS.items()
+        for (r, e, dataset) in POLICY_STUDY if (r, e) == (run, epoch)), key=repr)
+
+
+@pytest.mark.filterwarnings("ignore:A single label was found")  # the one-class cases, on purpose
+def test_threshold_metrics_with_a_zero_denominator_follow_sklearn():
+    """The reference's zero-denominator values are sklearn's zero_division=0 (an independent check)."""
+    cases = [([0, 0, 1], [0, 0, 0]), ([0, 1, 1], [1, 1, 1]), ([1, 1], [1, 0]), ([0, 0], [0, 1]), ([0], [0])]
+    for labels, predicted in cases:
+        y, p = np.array(labels, bool), np.array(predicted, bool)
+        got = threshold_metrics(y, p)
+        assert got["precision"] == precision_score(y, p, zero_division=0)
+        assert got["recall"] == recall_score(y, p, zero_division=0)
+        assert got["specificity"] == recall_score(~y, ~p, zero_division=0)
+        assert got["f1"] == f1_score(y, p, zero_division=0)
+        assert got["mcc"] == matthews_corrcoef(y, p)

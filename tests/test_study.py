@@ -229,3 +229,74 @@ def test_bad_train_set_fields_name_the_problem(tmp_path, patch, message):
     base = SMALL.replace("b: {corpus: d, condition: flac, test: d_test, ood: d_ood}", patch)
     with pytest.raises(ConfigError, match=message):
         _study(tmp_path, "experiments: [{name: e, architectures: [mel-cnn], train: [b]}]\n", base)
+
+
+# -- what a run's balance and init_from do in the trainer --------------------------------------
+
+@pytest.fixture(scope="module")
+def imbalanced_lake(tmp_path_factory):
+    """A real folder corpus of 3 bona fide and 9 spoof clips (1 : 3), ingested, with features."""
+    from ingest_fixtures import tone
+
+    from dfpipe.config import FeaturesConfig, IngestConfig
+    from dfpipe.features import run_features
+    from dfpipe.ingest import corpus_entries, ingest
+
+    root = tmp_path_factory.mktemp("imbalanced")
+    for i in range(3):
+        tone(root / "corpus" / "train" / "real" / f"r{i}.wav", 200 + 37 * i, seconds=1.0, noise=True)
+    for i in range(9):
+        tone(root / "corpus" / "train" / "fake" / "gen" / f"f{i}.wav", 300 + 53 * i, seconds=1.0)
+    lake = str(root / "lake")
+    config = IngestConfig()
+    ingest(lake, "tiny", corpus_entries("folder", root / "corpus", config), config)
+    run_features(lake, "tiny", "raw", FeaturesConfig())
+    return lake
+
+
+def _train(lake, **fields):
+    from dfpipe.train import train
+
+    cfg = TrainConfig(**{"epochs": 1, "batch_size": 4, "lr": 1e-3, "device": "cpu", "cpu_threads": 1,
+                         "val_fraction": 0.25, **fields})
+    return train(cfg, lake, arch="mel-cnn", train_data="tiny@train", log=lambda line: None)
+
+
+def test_balance_is_drawn_on_clip_ids_and_is_part_of_the_run(imbalanced_lake):
+    import json
+
+    from dfpipe.lake import Lake
+
+    plain, under, weighted = (_train(imbalanced_lake, balance=b) for b in (None, "undersample", "weight"))
+    assert plain.n_train + plain.n_val == 12 and weighted.n_train + weighted.n_val == 12
+    assert under.n_train + under.n_val == 6  # the 9 spoofs drawn down to the 3 bona fide
+    assert len({plain.run_id, under.run_id, weighted.run_id}) == 3
+    con = Lake(imbalanced_lake).connect()
+    labels = con.execute("select p.label, count(distinct p.clip_id) from predictions p where run_id = ? "
+                         "group by all order by all", [under.run_id]).fetchall()
+    assert labels == [("bonafide", 1), ("spoof", 1)]  # val: a quarter of each label
+    configs = dict(con.execute("select run_id, config_json from runs").fetchall())
+    assert json.loads(configs[under.run_id])["balance"] == "undersample"
+    assert "balance" not in json.loads(configs[plain.run_id])  # unbalanced runs keep their old ids
+    # same clips, same initial weights: only the spoof loss weight (3/9) tells them apart
+    losses = dict(con.execute("select run_id, train_loss from epochs").fetchall())
+    assert losses[weighted.run_id] < 0.8 * losses[plain.run_id]
+    # the draw is seeded: the same run again trains on the same clips (it is already done)
+    assert _train(imbalanced_lake, balance="undersample").run_id == under.run_id
+
+
+def test_init_from_starts_from_the_source_weights(imbalanced_lake, tmp_path):
+    import torch
+
+    from dfpipe import checkpoints
+    from dfpipe.errors import DfpipeError
+
+    source = _train(imbalanced_lake, seed=3)
+    # an lr this small leaves the weights where the warm start put them
+    warm = _train(imbalanced_lake, seed=3, init_from=source.checkpoint_uri, lr=1e-12)
+    assert warm.run_id not in (source.run_id, _train(imbalanced_lake, seed=3, lr=1e-12).run_id)
+    started = dict(checkpoints.load_model(source.checkpoint_uri)[0].named_parameters())
+    for name, value in checkpoints.load_model(warm.checkpoint_uri)[0].named_parameters():
+        torch.testing.assert_close(value, started[name], atol=1e-7, rtol=0)
+    with pytest.raises(DfpipeError, match="init_from: checkpoint .* does not exist .train the source run first"):
+        _train(imbalanced_lake, init_from=str(tmp_path / "none" / "epoch-001.pt"))

@@ -137,5 +137,9 @@ def _print_plan(spec: Study, plan: StudyPlan, output_format: str = "table") -> N
                              "eval sets"], rows, title=f"runs ({len(plan.runs)})")], output_format)
 
 
+_FLOAT_COLUMNS = ("ood_accuracy", "test_accuracy", "ood_eer", "test_eer")
+"""The leaderboard's float columns, shown with 3 decimals."""
+
+
 def _fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f}"

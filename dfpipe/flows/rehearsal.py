@@ -79,6 +79,7 @@ def rehearsal_wavlm(config: RehearsalConfig) -> Path:
     """
     import torch
     from transformers import WavLMConfig, WavLMModel
+    from transformers.utils import logging as transformers_logging
 
     from dfpipe.models.wavlm import wavlm_large_config
 
@@ -94,6 +95,7 @@ def rehearsal_wavlm(config: RehearsalConfig) -> Path:
         torch.manual_seed(config.seed)
         tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
+        transformers_logging.disable_progress_bar()  # a bar for one small file, amid dfpipe's output
         WavLMModel(wavlm_config).save_pretrained(tmp)
         shutil.rmtree(folder, ignore_errors=True)  # a folder without config.json is a killed build
         os.rename(tmp, folder)  # whole, or not there

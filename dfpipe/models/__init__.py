@@ -16,7 +16,13 @@ import importlib
 import typing
 from typing import Any
 
-from dfpipe.config import MelCNNConfig, MelMultiScaleConfig, MelViTConfig, WavLMAASISTConfig, WavLMCNNConfig
+from dfpipe.config import (
+    MelCNNConfig,
+    MelMultiScaleConfig,
+    MelViTConfig,
+    WavLMAASISTConfig,
+    WavLMCNNConfig,
+)
 from dfpipe.errors import ConfigError
 from dfpipe.models.base import INPUTS, Batch, Detector
 

@@ -175,3 +175,63 @@ def test_unfreezing_past_the_last_layer_is_refused(tiny_wavlm):
 
     with pytest.raises(ConfigError, match="past the last layer"):
         set_trainable_layers(load_wavlm(tiny_wavlm), (2, 4))
+
+
+def test_wavlm_large_shaped_checkpoint_is_scored_and_diagnosed_without_its_folder(tmp_path):
+    """WavLM-Large's architecture flags (no conv biases, layer-norm feature encoder, stable
+    layer norm) at toy width: saved, its source folder deleted, loaded from another path."""
+    import shutil
+
+    from ingest_fixtures import tone
+    from transformers import WavLMConfig, WavLMModel
+
+    from dfpipe.archive_scoring import score_archive
+    from dfpipe.config import ALL_BUT_FIRST
+    from dfpipe.diagnostics import hutchinson_trace
+
+    folder = tmp_path / "wavlm-large-like"
+    large_flags = {"conv_bias": False, "feat_extract_norm": "layer", "do_stable_layer_norm": True}
+    WavLMModel(WavLMConfig(hidden_size=32, num_hidden_layers=3, num_attention_heads=2, intermediate_size=64,
+                           conv_dim=(32,) * 7, num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4,
+                           num_buckets=32, max_bucket_distance=64, layerdrop=0.0, **large_flags)).save_pretrained(folder)
+    torch.manual_seed(0)
+    model = build_model("wavlm-aasist", WavLMAASISTConfig(wavlm=str(folder), unfreeze_layers=ALL_BUT_FIRST)).eval()
+    layers = model.frames.wavlm.encoder.layers
+    assert [any(p.requires_grad for p in layer.parameters()) for layer in layers] == [False, True, True]
+    assert all(conv.conv.bias is None for conv in model.frames.wavlm.feature_extractor.conv_layers)
+    saved = tmp_path / "lake" / "epoch-001.pt"
+    checkpoints.save(checkpoints.model_payload(model, frontend_config=config_to_dict(FRONTEND), run_id="r",
+                                               epoch=1), str(saved))
+    shutil.rmtree(folder)
+    moved = tmp_path / "elsewhere" / "epoch-001.pt"
+    moved.parent.mkdir()
+    shutil.move(saved, moved)
+
+    loaded, meta = checkpoints.load_model(str(moved))
+    assert {k: meta["backbone_config"][k] for k in large_flags} == large_flags
+    batch = _batch(2)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(batch), model(batch))
+    archive = tmp_path / "archive"
+    tone(archive / "a.wav", 300, seconds=2.0)
+    tone(archive / "b.flac", 500, seconds=4.0, noise=True)
+    summary = score_archive([str(archive)], str(moved), str(tmp_path / "scores"), progress=True,
+                            log=lambda line: None)
+    assert (summary.scored, summary.rejected) == (2, 0)
+    traces = hutchinson_trace(loaded, torch.nn.BCEWithLogitsLoss(), batch, torch.tensor([0.0, 1.0]), 2,
+                              torch.Generator().manual_seed(0))
+    assert traces.samples.shape == (2, 2) and torch.isfinite(traces.samples).all()
+    assert traces.samples.abs().sum() > 0
+
+
+def test_resume_tolerates_a_scaler_state_saved_without_amp():
+    from dfpipe.devices import restore_grad_scaler
+
+    saved_on_cpu = torch.amp.GradScaler("cpu", enabled=False).state_dict()  # what a run without AMP stores
+    scaler = torch.amp.GradScaler("cpu", enabled=True)  # an enabled scaler, as on CUDA
+    with pytest.raises(RuntimeError, match="empty"):
+        scaler.load_state_dict(saved_on_cpu)  # the failure resuming on CUDA met
+    restore_grad_scaler(scaler, saved_on_cpu)
+    assert scaler.get_scale() == torch.amp.GradScaler("cpu").get_scale()  # starts afresh
+    restore_grad_scaler(scaler, {**scaler.state_dict(), "scale": 8.0})
+    assert scaler.get_scale() == 8.0
