@@ -668,3 +668,15 @@ def test_threshold_metrics_with_a_zero_denominator_follow_sklearn():
         assert got["specificity"] == recall_score(~y, ~p, zero_division=0)
         assert got["f1"] == f1_score(y, p, zero_division=0)
         assert got["mcc"] == matthews_corrcoef(y, p)
+
+
+def test_epochs_written_before_val_loss_existed_read_as_null():
+    con = duckdb.connect()
+    old = conform("epochs", pa.table({  # a lake file of an older version: no val_loss column
+        "run_id": ["A"], "epoch": [1], "train_loss": [0.6], "train_acc": [0.7], "n_train": [100],
+        "checkpoint_uri": ["a1.pt"], "checkpoint_bytes": [1], "wall_s": [1.0]})).drop_columns(["val_loss"])
+    con.register("old_epochs", old)
+    con.execute("create view epochs as select * from old_epochs")
+    build_models(con, MetricsConfig(), select_models(load_models(), ["stg_epochs"]))
+    assert records(con, "select run_id, epoch, train_loss, val_loss from stg_epochs") == [
+        {"run_id": "A", "epoch": 1, "train_loss": 0.6, "val_loss": None}]

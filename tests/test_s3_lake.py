@@ -10,6 +10,7 @@ disk; only the lake is in the bucket.
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import subprocess
@@ -17,6 +18,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from dataclasses import replace
 from pathlib import Path
 
 import duckdb
@@ -25,7 +27,7 @@ import pytest
 from click.testing import CliRunner
 
 from dfpipe.cli import main
-from dfpipe.config import FeaturesConfig, IngestConfig, TrainConfig
+from dfpipe.config import FeaturesConfig, IngestConfig, MelCNNConfig, TrainConfig
 from dfpipe.features import run_features
 from dfpipe.ingest import corpus_entries, ingest
 from dfpipe.lake import KILL_AFTER_COMMITS_ENV, Lake
@@ -35,6 +37,7 @@ from dfpipe.train import train
 BUCKET = "dfpipe-test"
 REPO = Path(__file__).parents[1]
 ONE_EPOCH = TrainConfig(epochs=1, batch_size=32, lr=1e-3)
+TINY_CNN = MelCNNConfig(channels=(4, 8), embed_dim=8)  # the lake is under test here, not the model
 TRAIN_EVALS = {"test": "demo:flac@test", "ood": "demo:flac@ood"}
 
 
@@ -123,10 +126,10 @@ def test_every_stage_with_the_lake_in_a_bucket(bucket, demo_corpus_small, prefec
 
     # one epoch, then a second one resumed from the checkpoints in the bucket
     first = train(ONE_EPOCH, lake, arch="mel-cnn", train_data="demo:flac", eval_data=TRAIN_EVALS,
-                  log=lambda line: None)
+                  model_config=TINY_CNN, log=lambda line: None)
     lines: list[str] = []
-    second = train(TrainConfig(epochs=2, batch_size=32, lr=1e-3), lake, arch="mel-cnn", train_data="demo:flac",
-                   eval_data=TRAIN_EVALS, log=lines.append)
+    second = train(replace(ONE_EPOCH, epochs=2), lake, arch="mel-cnn", train_data="demo:flac",
+                   eval_data=TRAIN_EVALS, model_config=TINY_CNN, log=lines.append)
     assert second.run_id == first.run_id and (second.epochs_done, second.epochs_trained) == (2, 1)
     assert lines[0] == f"run {first.run_id}: resuming after epoch 1"
     checkpoints = [key.rsplit("/", 1)[-1] for key in _objects(bucket, f"lake/checkpoints/{first.run_id}")]
@@ -176,7 +179,7 @@ def test_a_killed_ingest_into_the_bucket_resumes_to_the_same_table(bucket, demo_
     args = [sys.executable, "-c", _INGEST_SCRIPT, killed, str(demo_corpus_small)]
 
     # SIGKILLed right after its 3rd commit (of 8): the bucket holds 3 whole shards, no temp key
-    proc = subprocess.run(args, check=False, env={**_environ(), KILL_AFTER_COMMITS_ENV: "3"})
+    proc = subprocess.run(args, check=False, env={**os.environ, KILL_AFTER_COMMITS_ENV: "3"})
     assert proc.returncode == -signal.SIGKILL
     assert len(Lake(killed).files("clips")) == 3
     _assert_no_temporary_objects(bucket, "killed")
@@ -188,14 +191,8 @@ def test_a_killed_ingest_into_the_bucket_resumes_to_the_same_table(bucket, demo_
     assert _rows(killed, "select count(*) from clips") == [(75,)]
     bucket.rm(stray)
 
-    subprocess.run(args, check=True, env=_environ())
+    subprocess.run(args, check=True)
     table = "select * from clips order by source_uri"
     assert _rows(killed, table) == _rows(clean, table)
     assert _rows(killed, "select count(*), count(distinct clip_id) from clips") == [(200, 200)]
     _assert_no_temporary_objects(bucket, "")
-
-
-def _environ() -> dict[str, str]:
-    import os
-
-    return dict(os.environ)

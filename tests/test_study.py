@@ -196,15 +196,15 @@ experiments:
     [
         ("[{name: t, architectures: [mel-cnn], train: [b], init_from: a@mel-cnn}]",
          "must name one run of this study; it names no"),
-        ("[{name: t, architectures: [mel-cnn], train: [b], init_from: a@mel-cnn@9},"
-         " {name: u, architectures: [mel-cnn], train: [a], epochs: 3}]", "asks for epoch 9, but u/mel-cnn/a/seed0"),
-        ("[{name: t, architectures: [mel-cnn], train: [b], init_from: a@mel-cnn},"
-         " {name: u, architectures: [mel-cnn], train: [a], init_from: b@mel-cnn}]", "round in a circle"),
-        ("[{name: t, architectures: [mel-cnn], train: [b], init_from: a@mel-cnn},"
+        (("[{name: t, architectures: [mel-cnn], train: [b], init_from: a@mel-cnn@9},"
+         " {name: u, architectures: [mel-cnn], train: [a], epochs: 3}]"), "asks for epoch 9, but u/mel-cnn/a/seed0"),
+        (("[{name: t, architectures: [mel-cnn], train: [b], init_from: a@mel-cnn},"
+         " {name: u, architectures: [mel-cnn], train: [a], init_from: b@mel-cnn}]"), "round in a circle"),
+        (("[{name: t, architectures: [mel-cnn], train: [b], init_from: a@mel-cnn},"
          " {name: u, architectures: [mel-cnn], train: [a]}, {name: v, architectures: [mel-cnn], train: [a], "
-         "training: {lr: 0.1}}]", r"it names 2 \(u/mel-cnn/a/seed0, v/mel-cnn/a/seed0\)"),
-        ("[{name: u, architectures: [mel-cnn], train: [a]}, {name: v, architectures: [mel-cnn], train: [a],"
-         " epochs: 7}]", "one run with 50 and 7 epochs"),
+         "training: {lr: 0.1}}]"), r"it names 2 \(u/mel-cnn/a/seed0, v/mel-cnn/a/seed0\)"),
+        (("[{name: u, architectures: [mel-cnn], train: [a]}, {name: v, architectures: [mel-cnn], train: [a],"
+         " epochs: 7}]"), "one run with 50 and 7 epochs"),
         ("[{name: t, architectures: [mel-cnn], train: [b], init_from: a}]", "expected"),
         ("[{name: t, architectures: [mel-cnn], train: [b], init_from: x@mel-cnn}]", "names a train set not in"),
         ("[{name: t, architectures: [mel-cnn, wavlm-cnn], train: [a], model: {unfreeze_layers: none}}]",

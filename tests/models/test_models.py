@@ -195,7 +195,7 @@ def test_wavlm_large_shaped_checkpoint_is_scored_and_diagnosed_without_its_folde
                            conv_dim=(32,) * 7, num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4,
                            num_buckets=32, max_bucket_distance=64, layerdrop=0.0, **large_flags)).save_pretrained(folder)
     torch.manual_seed(0)
-    model = build_model("wavlm-aasist", WavLMAASISTConfig(wavlm=str(folder), unfreeze_layers=ALL_BUT_FIRST)).eval()
+    model = build_model("wavlm-cnn", WavLMCNNConfig(wavlm=str(folder), unfreeze_layers=ALL_BUT_FIRST)).eval()
     layers = model.frames.wavlm.encoder.layers
     assert [any(p.requires_grad for p in layer.parameters()) for layer in layers] == [False, True, True]
     assert all(conv.conv.bias is None for conv in model.frames.wavlm.feature_extractor.conv_layers)
@@ -214,10 +214,11 @@ def test_wavlm_large_shaped_checkpoint_is_scored_and_diagnosed_without_its_folde
         torch.testing.assert_close(loaded(batch), model(batch))
     archive = tmp_path / "archive"
     tone(archive / "a.wav", 300, seconds=2.0)
-    tone(archive / "b.flac", 500, seconds=4.0, noise=True)
+    tone(archive / "b.flac", 500, seconds=3.0, noise=True)
     summary = score_archive([str(archive)], str(moved), str(tmp_path / "scores"), progress=True,
                             log=lambda line: None)
     assert (summary.scored, summary.rejected) == (2, 0)
+    # the loss landscape of the loaded model (its trainable part: WavLM layers 1-2 and the head)
     traces = hutchinson_trace(loaded, torch.nn.BCEWithLogitsLoss(), batch, torch.tensor([0.0, 1.0]), 2,
                               torch.Generator().manual_seed(0))
     assert traces.samples.shape == (2, 2) and torch.isfinite(traces.samples).all()
