@@ -76,11 +76,11 @@ class Progress:
 
     def update(self, phase: str, done: int, total: int) -> None:
         """``phase`` has ``done`` of ``total`` units finished (starts the phase when new)."""
+        self._done[phase], self._total[phase] = done, total  # counted even when not shown (advance)
         if not self.enabled:
             return
         now = time.perf_counter()
         started = self._started.setdefault(phase, now)
-        self._done[phase], self._total[phase] = done, total
         rate = f"{done / max(now - started, 1e-9):.1f} {self.unit or 'units'}/s" if done else "-"
         if self._bar is not None:
             if phase not in self._tasks:

@@ -30,5 +30,6 @@ def test_progress_rate_and_disabled(capsys):
         progress.update("scoring", 4, 4)
     assert capsys.readouterr().err.splitlines()[-1].endswith(" files/s)")
     with Progress(enabled=False) as progress:
-        progress.update("scoring", 4, 4)
+        progress.update("scoring", 0, 4)
+        progress.advance("scoring", 4)  # counted, not shown
     assert capsys.readouterr() == ("", "")

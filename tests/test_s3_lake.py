@@ -81,11 +81,12 @@ def bucket(tmp_path_factory):
                 patch.delenv(name, raising=False)
             patch.setitem(fsspec.config.conf, "s3", {**fsspec.config.conf.get("s3", {}), "endpoint_url": endpoint})
             _wait_until_up(server, endpoint)
-            fs = fsspec.filesystem("s3")
+            # the test's own client: its listing cache must not refresh the lake's
+            fs = fsspec.filesystem("s3", skip_instance_cache=True)
             fs.mkdir(BUCKET)
             yield fs
             fs.rm(BUCKET, recursive=True)
-            fsspec.filesystem("s3").clear_instance_cache()
+            fs.clear_instance_cache()  # no s3fs instance may outlive its server
     finally:
         server.terminate()
         try:
