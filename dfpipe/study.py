@@ -12,14 +12,21 @@ Example (``studies/demo.yaml`` is the full one)::
       demo: {format: demo, size: full, seed: 0}
     train_sets:
       flac_clean: {corpus: demo, condition: flac}
-      mp3_corrupt: {corpus: demo, condition: corrupt+mp3_64k}
+      mp3_corrupt: {corpus: demo, condition: corrupt+mp3_64k, balance: undersample}
     eval_sets:
       test: {corpus: demo, condition: flac, split: test}
       ood: {corpus: demo, condition: flac, split: ood}
       test_polished: {corpus: demo, condition: polished, split: test}
     experiments:
       - {name: main, architectures: [mel-cnn, mel-multiscale], train: [flac_clean, mp3_corrupt]}
+      - {name: tuned, architectures: [mel-cnn], train: [flac_clean], epochs: 2, seeds: [1, 2],
+         training: {lr: 1.0e-3}, init_from: "main:mp3_corrupt@mel-cnn@3"}
     epochs: {mel-cnn: 4, mel-multiscale: 4}
+
+A train set may also name the eval sets that are its runs' ``test`` and ``ood``
+(``test: asv5_eval``, :meth:`Study.eval_roles`); an experiment may change the WavLM models'
+``model: {unfreeze_layers: none | [first, last] | all-but-first}``. Unset fields take
+:class:`dfpipe.config.TrainConfig`'s and the architectures' defaults.
 
 Paths in a study file may use ``${VAR}`` environment variables; relative paths are
 relative to the study file.

@@ -1,8 +1,9 @@
 """Training a detector: one function, :func:`train`, that reads top to bottom.
 
-    config -> run id -> device -> data (train/val split, eval sets) -> model, optimiser
-    -> resume point -> for each epoch: shuffle -> forward/backward -> clip -> step -> log
-    -> checkpoint -> predictions on val and every eval set -> commit the epoch
+    config -> run id -> device -> model (warm start) -> data (class balancing, train/val
+    split, eval sets) -> optimiser -> resume point -> for each epoch: shuffle ->
+    forward/backward -> clip -> step -> log -> checkpoint -> predictions on val and every
+    eval set -> commit the epoch
 
 What a run writes (``run_id`` = hash of everything that changes its results, except the
 number of epochs, so a finished run can be extended):

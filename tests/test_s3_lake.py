@@ -1,4 +1,4 @@
-"""The lake in object storage: every stage against a real S3 protocol server on loopback.
+"""The lake in object storage: the stages against a real S3 protocol server on loopback.
 
 moto's standalone server (the one s3fs is tested against) runs as a child process on
 127.0.0.1; nothing in this test patches boto or s3fs. s3fs finds the server through
@@ -32,6 +32,7 @@ from dfpipe.features import run_features
 from dfpipe.ingest import corpus_entries, ingest
 from dfpipe.lake import KILL_AFTER_COMMITS_ENV, Lake
 from dfpipe.report import write_report
+from dfpipe.score import score
 from dfpipe.train import train
 
 BUCKET = "dfpipe-test"
@@ -142,6 +143,11 @@ def test_every_stage_with_the_lake_in_a_bucket(bucket, demo_corpus_small, prefec
     assert _rows(lake, "select dataset, epoch, count(*), count(distinct clip_id) from predictions "
                        "group by all order by all") == [
         (name, epoch, sizes[name], sizes[name]) for name in sorted(sizes) for epoch in (1, 2)]
+    # scoring loads the last checkpoint from the bucket: the epoch-2 logits again
+    assert score(lake, first.run_id, "demo@ood", dataset="rescored").rows == sizes["ood"]
+    assert _rows(lake, "select count(*), max(abs(a.spoof_logit - b.spoof_logit)) < 1e-5 from predictions a "
+                       "join predictions b using (clip_id) where a.dataset = 'ood' and a.epoch = 2 "
+                       "and b.dataset = 'rescored' and b.epoch = 2") == [(sizes["ood"], True)]
 
     # metrics: the SQL reads the lake through fsspec; Parquet and metrics.duckdb land in the bucket
     result = CliRunner().invoke(main, ["metrics", "--lake", lake, "--bootstrap-samples", "20"])
@@ -192,6 +198,7 @@ def test_a_killed_ingest_into_the_bucket_resumes_to_the_same_table(bucket, demo_
     assert _rows(killed, "select count(*) from clips") == [(75,)]
     bucket.rm(stray)
 
+    # this process listed the lake before the re-run committed the rest: it must see them all
     subprocess.run(args, check=True)
     table = "select * from clips order by source_uri"
     assert _rows(killed, table) == _rows(clean, table)

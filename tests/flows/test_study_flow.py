@@ -84,3 +84,47 @@ def test_killed_demo_resumes_to_the_same_metric_tables(demo_lake, tmp_path):
     assert resumed.returncode == 0, output[-4000:]
     for name in COMPARED:
         assert _table(lake, name) == _table(reference, name), name
+
+
+WARM_STUDY = """
+name: warm-start
+corpora: {demo: {format: demo, size: small, seed: 0}}
+train_sets:
+  train: {corpus: demo, split: train, balance: undersample, test: ood_split}
+eval_sets:
+  test: {corpus: demo, split: test}
+  ood_split: {corpus: demo, split: ood}
+experiments:
+  - {name: base, architectures: [mel-cnn], train: [train], epochs: 2}
+  # an lr this small leaves the weights where the warm start put them
+  - {name: warm, architectures: [mel-cnn], train: [train], epochs: 1, init_from: "train@mel-cnn@1",
+     training: {lr: 1.0e-12}}
+training: {lr: 1.0e-3, batch_size: 32}
+"""
+
+
+def test_study_flow_trains_a_warm_start_after_its_source_with_its_own_test_set(demo_corpus_small, tmp_path,
+                                                                              prefect_server):
+    import json
+
+    import torch
+
+    from dfpipe import checkpoints
+    from dfpipe.flows.study import study_flow
+
+    study = tmp_path / "warm.yaml"
+    study.write_text(WARM_STUDY)
+    lake = str(tmp_path / "lake")
+    result = study_flow(str(study), lake, show_progress=False)
+    base, warm = result.run_ids
+    con = Lake(lake).connect()
+    config = json.loads(con.execute("select config_json from runs where run_id = ?", [warm]).fetchone()[0])
+    assert (config["init_from"], config["balance"]) == (f"{base}@1", "undersample")
+    # the train set's `test` is its own held-out set (the ood split); the study's `test` is not scored
+    assert con.execute("select distinct dataset, split from predictions where run_id = ? and dataset <> 'val'",
+                       [warm]).fetchall() == [("test", "ood")]
+    source = dict(checkpoints.load_model(checkpoints.epoch_uri(checkpoints.run_dir(lake, base), 1))[0]
+                  .named_parameters())
+    for name, value in checkpoints.load_model(checkpoints.epoch_uri(checkpoints.run_dir(lake, warm), 1))[0] \
+            .named_parameters():
+        torch.testing.assert_close(value, source[name], atol=1e-7, rtol=0)

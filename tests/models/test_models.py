@@ -215,7 +215,7 @@ def test_wavlm_large_shaped_checkpoint_is_scored_and_diagnosed_without_its_folde
     archive = tmp_path / "archive"
     tone(archive / "a.wav", 300, seconds=2.0)
     tone(archive / "b.flac", 500, seconds=3.0, noise=True)
-    summary = score_archive([str(archive)], str(moved), str(tmp_path / "scores"), progress=True,
+    summary = score_archive([str(archive)], str(moved), str(tmp_path / "scores"), progress=False,
                             log=lambda line: None)
     assert (summary.scored, summary.rejected) == (2, 0)
     # the loss landscape of the loaded model (its trainable part: WavLM layers 1-2 and the head)
@@ -236,3 +236,15 @@ def test_resume_tolerates_a_scaler_state_saved_without_amp():
     assert scaler.get_scale() == torch.amp.GradScaler("cpu").get_scale()  # starts afresh
     restore_grad_scaler(scaler, {**scaler.state_dict(), "scale": 8.0})
     assert scaler.get_scale() == 8.0
+
+
+def test_unfreeze_settings_parse_and_all_but_first_is_a_known_value():
+    from dfpipe.config import ALL_BUT_FIRST, parse_unfreeze_layers
+
+    assert [parse_unfreeze_layers(t) for t in ("none", "12,23", ALL_BUT_FIRST)] == [None, (12, 23), ALL_BUT_FIRST]
+    assert WavLMCNNConfig(unfreeze_layers=ALL_BUT_FIRST).unfreeze_layers == ALL_BUT_FIRST
+    for bad in ("12-23", "half", "1,"):
+        with pytest.raises(ConfigError, match="expected none, all-but-first or FIRST,LAST"):
+            parse_unfreeze_layers(bad)
+    with pytest.raises(ConfigError, match="unfreeze_layers must be None, 'all-but-first'"):
+        WavLMAASISTConfig(unfreeze_layers="half")
