@@ -18,8 +18,8 @@ from dfpipe.config import POLISHED_SUFFIX, MetricsConfig
 from dfpipe.flows.rehearsal import rehearse
 from dfpipe.study import load_study, plan_study
 
-# 28 runs through Prefect and Dask: ~20 min on 2 shared, busy cores (load ~8), past the suite's
-# 900 s per-test limit.
+# 28 runs through Prefect and Dask: ~6 min on 2 cores, ~20 min when other jobs share them
+# (load ~8): past the suite's 900 s per-test limit then.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(2700)]
 
 DFPIPE = str(Path(sys.executable).parent / "dfpipe")
