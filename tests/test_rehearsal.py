@@ -8,9 +8,9 @@ import pytest
 
 from dfpipe.config import IngestConfig, RehearsalConfig, StandinConfig
 from dfpipe.corpora.standin import build_standin
-from dfpipe.flows.rehearsal import rehearsal_wavlm, rehearse
 from dfpipe.ingest import corpus_entries
 from dfpipe.study import load_study, plan_study
+from dfpipe.study.rehearsal import rehearsal_wavlm, rehearse
 
 SEED_STUDY = Path(__file__).resolve().parents[1] / "studies" / "seed-study.yaml"
 SEED_STUDY_ENV = ("CUSTOM_CORPUS", "CUSTOM_CORPUS_LARGE", "ASVSPOOF5", "DFEVAL2024", "WAVLM_LARGE")

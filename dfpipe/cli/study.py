@@ -50,7 +50,7 @@ def study(study_file: str, lake: str, dry_run: bool, rehearse: bool, report_dir:
 
     spec = load_study(study_file)
     if rehearse:
-        from dfpipe.flows.rehearsal import rehearse as scale_down
+        from dfpipe.study.rehearsal import rehearse as scale_down
 
         rehearsal = scale_down(spec)
         spec = rehearsal.study

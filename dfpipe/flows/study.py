@@ -63,11 +63,11 @@ def build_demo(size: str, seed: int, scheduler: str) -> str:
 def study_flow(study_file: str, lake: str, dask_address: str | None = None, report_dir: str | None = None,
                show_progress: bool = True, rehearse: bool = False) -> StudyResult:
     """Run every stage of the study in ``study_file`` against the lake at ``lake``
-    (``rehearse``: at rehearsal scale, :func:`dfpipe.flows.rehearsal.rehearse`)."""
+    (``rehearse``: at rehearsal scale, :func:`dfpipe.study.rehearsal.rehearse`)."""
     study = load_study(study_file)
     ingest_config = IngestConfig()
     if rehearse:
-        from dfpipe.flows.rehearsal import rehearse as scale_down
+        from dfpipe.study.rehearsal import rehearse as scale_down
 
         rehearsal = scale_down(study)
         study, ingest_config = rehearsal.study, rehearsal.ingest

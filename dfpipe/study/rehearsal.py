@@ -12,8 +12,7 @@
 - WavLM-Large is replaced by a random WavLM with its architecture flags and 24 layers, but
   tiny widths, built offline once into the dfpipe cache (:func:`rehearsal_wavlm`).
 
-It lives with the flows because it rewrites a study (the ``study`` stage's object) for the
-study flow; it changes nothing but scale.
+It is part of the study stage: it rewrites a study object and changes nothing but scale.
 """
 
 from __future__ import annotations

@@ -15,8 +15,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from dfpipe.config import POLISHED_SUFFIX, MetricsConfig
-from dfpipe.flows.rehearsal import rehearse
 from dfpipe.study import load_study, plan_study
+from dfpipe.study.rehearsal import rehearse
 
 # 28 runs through Prefect and Dask: ~6 min on 2 cores, ~20 min when other jobs share them
 # (load ~8): past the suite's 900 s per-test limit then.
