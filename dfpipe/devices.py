@@ -1,8 +1,11 @@
 """Device set-up shared by training, scoring and the benchmarks, done once.
 
 CPU/GPU differences collapse here (nanoGPT style): :class:`DeviceContext` gives an
-``autocast()`` context and a ``GradScaler`` that are no-ops on the CPU, so the training
-and scoring loops never test ``if cuda``.
+``autocast()`` context and a ``GradScaler`` for whatever device and mixed-precision dtype
+were chosen (:class:`dfpipe.config.AmpConfig`: CUDA float16 with loss scaling by default,
+bfloat16 on request, the CPU float32 unless asked), so the training and scoring loops never
+test ``if cuda``. The CPU runs the same code under ``torch.autocast("cpu", ...)`` and the
+CPU ``GradScaler``, which is how the tests exercise the CUDA path without a GPU.
 """
 
 from __future__ import annotations
@@ -13,7 +16,11 @@ from dataclasses import dataclass
 
 import torch
 
+from dfpipe.config import AmpConfig
 from dfpipe.errors import ConfigError
+
+AMP_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16}
+""":attr:`dfpipe.config.AmpConfig.DTYPES` as torch dtypes (``off``: none)."""
 
 
 @dataclass(frozen=True)
@@ -22,50 +29,61 @@ class DeviceContext:
 
     Attributes:
         device: the torch device.
-        amp: float16 autocast + loss scaling active (CUDA only).
+        amp_dtype: the autocast dtype, or ``None`` for float32.
     """
 
     device: torch.device
-    amp: bool
+    amp_dtype: torch.dtype | None = None
+
+    @property
+    def amp(self) -> bool:
+        """Mixed precision is on."""
+        return self.amp_dtype is not None
 
     @property
     def name(self) -> str:
-        """Human-readable device, e.g. ``cpu`` or ``cuda:0 (NVIDIA H100)``."""
-        if self.device.type == "cuda":
-            return f"{self.device} ({torch.cuda.get_device_name(self.device)})"
-        return str(self.device)
+        """Human-readable device, e.g. ``cpu`` or ``cuda:0 (NVIDIA H100)``, with the AMP dtype."""
+        where = (f"{self.device} ({torch.cuda.get_device_name(self.device)})" if self.device.type == "cuda"
+                 else str(self.device))
+        return where + (f" {str(self.amp_dtype).removeprefix('torch.')} autocast" if self.amp else "")
 
     def autocast(self) -> contextlib.AbstractContextManager[None]:
-        """float16 autocast on CUDA when ``amp``; a no-op otherwise."""
-        return torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp)
+        """Autocast to ``amp_dtype`` on this device; a no-op without AMP."""
+        return torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp)
 
     def grad_scaler(self) -> torch.amp.GradScaler:
-        """A loss scaler, disabled (pass-through) unless ``amp``."""
-        return torch.amp.GradScaler(self.device.type, enabled=self.amp)
+        """A loss scaler, enabled for float16 only (bfloat16 has float32's exponent range and
+        float32 needs none); a disabled one passes ``scale``/``step``/``update`` through."""
+        return torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
 
 
 def restore_grad_scaler(scaler: torch.amp.GradScaler, state: dict) -> None:
     """Load a saved scaler state into ``scaler`` when there is one to load.
 
-    A run saved where AMP was off (the CPU) stores a disabled scaler's empty state, which an
-    enabled scaler refuses; resumed on CUDA, the scaler then starts at its initial scale
-    (it adapts within a few steps). A disabled scaler ignores any state.
+    A run saved where loss scaling was off (float32 or bfloat16) stores a disabled scaler's
+    empty state, which an enabled scaler refuses; resumed under float16, the scaler then
+    starts at its initial scale (it adapts within a few steps). A disabled scaler ignores any
+    state.
     """
     if state:
         scaler.load_state_dict(state)
 
 
-def select_device(preference: str = "auto", *, amp: bool = True, cpu_threads: int | None = None) -> DeviceContext:
+def select_device(preference: str = "auto", *, amp: bool = True, amp_dtypes: AmpConfig | None = None,
+                  cpu_threads: int | None = None) -> DeviceContext:
     """Pick the device, turn TF32 on for CUDA matmuls/convolutions, decide AMP.
 
     Args:
         preference: ``auto`` (CUDA when available, else CPU), ``cpu``, ``cuda`` or ``cuda:N``.
-        amp: allow float16 mixed precision; it is only ever enabled on CUDA.
+        amp: allow mixed precision, at ``amp_dtypes``' dtype for the device.
+        amp_dtypes: the autocast dtype per device type (default :class:`~dfpipe.config.AmpConfig`:
+            CUDA float16, CPU off).
         cpu_threads: torch's intra-op threads when on the CPU (``None``: every core; a Dask
             worker process otherwise starts torch with a single thread).
 
     Raises:
-        ConfigError: CUDA asked for but not available, or an unknown device string.
+        ConfigError: CUDA asked for but not available, an unknown device string, or bfloat16
+            asked for on a GPU without it.
     """
     if preference == "auto":
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -81,7 +99,12 @@ def select_device(preference: str = "auto", *, amp: bool = True, cpu_threads: in
     if device.type == "cpu":
         torch.set_num_threads(cpu_threads or os.cpu_count() or 1)
     if device.type == "cuda":
-        # TF32 tensor cores for fp32 matmuls and convolutions (the study's setting).
+        # TF32 tensor cores for fp32 matmuls and convolutions (the study's setting): the parts
+        # autocast leaves in float32, and every op when AMP is off.
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-    return DeviceContext(device=device, amp=amp and device.type == "cuda")
+    dtype = AMP_DTYPES.get((amp_dtypes or AmpConfig()).dtype_for(device.type)) if amp else None
+    if dtype == torch.bfloat16 and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise ConfigError(f"bfloat16 autocast asked for on {torch.cuda.get_device_name(device)}, which lacks "
+                          "it: use AmpConfig.cuda = 'float16'")
+    return DeviceContext(device=device, amp_dtype=dtype)

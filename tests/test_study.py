@@ -9,7 +9,7 @@ import pytest
 
 from dfpipe.config import TrainConfig
 from dfpipe.errors import ConfigError
-from dfpipe.study import load_study, plan_study, sample_manifest
+from dfpipe.study import load_study, plan_study, sample_manifest, splits_by_pair
 
 STUDIES = Path(__file__).resolve().parents[1] / "studies"
 
@@ -53,8 +53,13 @@ def test_seed_study_dry_run_plans_the_full_matrix(monkeypatch, tmp_path):
     assert study.arch_config("wavlm-aasist", runs["unfreeze-all-but-first/wavlm-aasist/asv5_balanced/seed0"]
                              .model).unfreeze_layers == "all-but-first"
     assert runs["vit/mel-vit/asv5_balanced/seed0"].epochs == 50
-    assert ("asv5", "corrupt+mp3_128k") in plan.conditions
-    assert ("dfeval", "raw") in plan.features and ("dfeval", "raw") not in plan.conditions
+    # only the splits the runs read: ASV5's codec x corruption audio for its train split, its
+    # eval split in flac only; Deepfake-Eval-2024 (no split in the study) whole, as raw
+    asv5 = {(split, condition) for corpus, split, condition in plan.conditions if corpus == "asv5"}
+    assert asv5 == {("train", c) for c in ("flac", "corrupt+flac", "mp3_128k", "corrupt+mp3_128k")} | {
+        ("eval", "flac")}
+    assert ("dfeval", None, "raw") in plan.features and not any(c == "dfeval" for c, _, _ in plan.conditions)
+    assert {s[:3:2] for s in plan.features} - {s[:3:2] for s in plan.conditions} == {("dfeval", "raw")}
     assert study.data_spec("ood") == "dfeval:raw"
     assert study.arch_config("wavlm-aasist").wavlm == str(tmp_path / "wavlm_large")
     assert study.arch_config("mel-cnn") is None
@@ -64,7 +69,8 @@ def test_demo_studies_validate():
     for name in ("demo.yaml", "demo-quick.yaml"):
         plan = plan_study(load_study(STUDIES / name))
         assert {r.arch for r in plan.runs} == {"mel-cnn", "mel-multiscale"}
-        assert ("demo", "polished") in plan.conditions
+        assert ("demo", "test", "polished") in plan.conditions  # the polished twin of test only
+        assert not any(condition == "polished" and split != "test" for _, split, condition in plan.features)
 
 
 @pytest.mark.parametrize(
@@ -254,12 +260,12 @@ def imbalanced_lake(tmp_path_factory):
     return lake
 
 
-def _train(lake, **fields):
+def _train(lake, eval_data=None, **fields):
     from dfpipe.train import train
 
     cfg = TrainConfig(**{"epochs": 1, "batch_size": 4, "lr": 1e-3, "device": "cpu", "cpu_threads": 1,
                          "val_fraction": 0.25, **fields})
-    return train(cfg, lake, arch="mel-cnn", train_data="tiny@train", log=lambda line: None)
+    return train(cfg, lake, arch="mel-cnn", train_data="tiny@train", eval_data=eval_data, log=lambda line: None)
 
 
 def test_balance_is_drawn_on_clip_ids_and_is_part_of_the_run(imbalanced_lake):
@@ -300,3 +306,99 @@ def test_init_from_starts_from_the_source_weights(imbalanced_lake, tmp_path):
         torch.testing.assert_close(value, started[name], atol=1e-7, rtol=0)
     with pytest.raises(DfpipeError, match="init_from: checkpoint .* does not exist .train the source run first"):
         _train(imbalanced_lake, init_from=str(tmp_path / "none" / "epoch-001.pt"))
+
+
+# -- only the work the runs need: (corpus, split, condition) triples, sparse eval sets ---------
+
+SLICES = """
+name: s
+corpora: {c: {format: folder, path: data}, d: {format: folder, path: other}}
+train_sets:
+  flac: {corpus: c, condition: flac}
+  mp3: {corpus: c, condition: mp3_64k, split: dev, test: c_dev}
+  unused: {corpus: c, condition: opus_32k}
+eval_sets:
+  test: {corpus: c, condition: flac, split: test}
+  c_dev: {corpus: c, condition: mp3_64k, split: dev}
+  whole: {corpus: d, condition: flac}
+  d_test: {corpus: d, condition: flac, split: test, every: 3}
+"""
+
+
+def test_plan_lists_the_splits_each_run_reads(tmp_path):
+    study = _study(tmp_path, "experiments: [{name: e, architectures: [mel-cnn], train: [mp3]}]\n", SLICES)
+    plan = plan_study(study)
+    # mp3's runs: its train set (split dev) and its eval sets, `test` replaced by c_dev; d's flac
+    # is read whole by `whole`, so its test split is not listed on its own; no opus (unused)
+    assert plan.features == (("c", "dev", "mp3_64k"), ("d", None, "flac"))
+    assert plan.conditions == plan.features
+    study = _study(tmp_path, "experiments: [{name: e, architectures: [mel-cnn], train: [flac, mp3]}]\n", SLICES)
+    plan = plan_study(study)
+    # a train set without a split reads `train`; flac's runs score `test` (not displaced for them)
+    assert plan.conditions == (("c", "test", "flac"), ("c", "train", "flac"), ("c", "dev", "mp3_64k"),
+                               ("d", None, "flac"))
+    assert splits_by_pair(plan.conditions) == {("c", "flac"): ("test", "train"), ("c", "mp3_64k"): ("dev",),
+                                               ("d", "flac"): None}
+    assert splits_by_pair([("c", "a", "raw"), ("c", None, "raw"), ("c", "b", "raw")]) == {("c", "raw"): None}
+
+
+def test_an_eval_set_every_n_epochs_reaches_the_trainer(tmp_path):
+    study = _study(tmp_path, "experiments: [{name: e, architectures: [mel-cnn], train: [flac, mp3]}]\n", SLICES)
+    runs = {run.train_set: run for run in plan_study(study).runs}
+    assert study.eval_sets["d_test"].every == 3 and study.eval_sets["whole"].every == 1
+    assert study.eval_every("flac") == {"d_test": 3}
+    assert study.train_config(runs["mp3"]).eval_every == {"d_test": 3}
+    assert TrainConfig().eval_every == {}
+
+
+@pytest.mark.parametrize(
+    "patch, message",
+    [
+        ("whole: {corpus: d, condition: flac, every: 0}", "greater than or equal to 1"),
+        ("whole: {corpus: d, condition: flac, every: two}", "valid integer"),
+    ],
+)
+def test_bad_every_names_the_problem(tmp_path, patch, message):
+    base = SLICES.replace("whole: {corpus: d, condition: flac}", patch)
+    with pytest.raises(ConfigError, match=message):
+        _study(tmp_path, "experiments: [{name: e, architectures: [mel-cnn], train: [flac]}]\n", base)
+    base = SLICES.replace("flac: {corpus: c, condition: flac}", "flac: {corpus: c, condition: flac, every: 2}")
+    with pytest.raises(ConfigError, match="(?s)flac.every.*Extra inputs are not permitted"):  # train sets train every epoch
+        _study(tmp_path, "experiments: [{name: e, architectures: [mel-cnn], train: [flac]}]\n", base)
+    with pytest.raises(ConfigError, match=r"eval_every\['d_test'\] must be an integer >= 1"):
+        TrainConfig(eval_every={"d_test": 0})
+
+
+def test_dry_run_shows_the_splits_and_the_sparse_sets(tmp_path):
+    from click.testing import CliRunner
+
+    from dfpipe.cli import main
+
+    path = tmp_path / "s.yaml"
+    path.write_text(SLICES + "experiments: [{name: e, architectures: [mel-cnn], train: [mp3]}]\n")
+    result = CliRunner().invoke(main, ["study", str(path), "--dry-run", "--format", "csv"])
+    assert result.exit_code == 0, result.output
+    assert "conditions: c:mp3_64k@dev, d:flac@*" in result.stderr
+    assert "d_test=d:flac@test every 3 epochs" in result.stderr
+    row = next(csv.DictReader(result.stdout.splitlines()))
+    assert row["eval sets (/N: every N epochs)"] == "test=c_dev whole d_test/3"
+
+
+def test_a_sparse_eval_set_is_scored_at_its_epochs_and_the_last(imbalanced_lake):
+    from dfpipe.lake import Lake
+    from dfpipe.metrics import compute_metrics
+
+    summary = _train(imbalanced_lake, epochs=3, eval_every={"test": 2}, eval_data={"test": "tiny@train"})
+    con = Lake(imbalanced_lake).connect()
+    scored = con.execute("select dataset, list(distinct epoch order by epoch) from predictions where run_id = ? "
+                         "group by all order by all", [summary.run_id]).fetchall()
+    assert scored == [("test", [2, 3]), ("val", [1, 2, 3])]
+    # the metric tables leave an unscored epoch empty, never a zero
+    compute_metrics(imbalanced_lake)
+    from dfpipe.metrics import attach_metrics
+
+    attach_metrics(con, Lake(imbalanced_lake))
+    curves = con.execute("select epoch, test_accuracy, test_eer, val_eer from training_dynamics where run_id = ? "
+                         "order by epoch", [summary.run_id]).fetchall()
+    assert [(epoch, accuracy is None) for epoch, accuracy, _, _ in curves] == [(1, True), (2, False), (3, False)]
+    assert curves[0][2] is None and curves[0][3] is not None

@@ -94,10 +94,12 @@ def report(lake: str, out_dir: str | None) -> None:
 
 def _run(study_file: str, lake: str, report_dir: str | None, dask_config: DaskConfig,
          output_format: str = "table", *, rehearse: bool = False) -> None:
+    from dfpipe.flows.server import prefect_api
     from dfpipe.flows.study import study_flow
     from dfpipe.lake import Lake
 
-    result = study_flow(study_file, lake, dask_config.address, report_dir, rehearse=rehearse)
+    with prefect_api():  # the study and its stage flows report to one server
+        result = study_flow(study_file, lake, dask_config.address, report_dir, rehearse=rehearse)
     con = Lake(lake).connect()
     from dfpipe.metrics import attach_metrics
 
@@ -120,21 +122,32 @@ def _run(study_file: str, lake: str, report_dir: str | None, dask_config: DaskCo
 
 
 def _print_plan(spec: Study, plan: StudyPlan, output_format: str = "table") -> None:
+    evals = ", ".join(f"{name}={spec.data_spec(name)}" + (f" every {s.every} epochs" if s.every > 1 else "")
+                      for name, s in spec.eval_sets.items())
     for line in (f"study {spec.name}",
                  f"  ingest: {', '.join(f'{c} ({spec.corpora[c].format})' for c in plan.corpora)}",
-                 f"  conditions: {', '.join(f'{c}:{k}' for c, k in plan.conditions) or 'none'}",
-                 f"  features: {', '.join(f'{c}:{k}' for c, k in plan.features)}",
-                 f"  eval sets: {', '.join(f'{n}={spec.data_spec(n)}' for n in spec.eval_sets)}"):
+                 f"  conditions: {', '.join(map(_slice_text, plan.conditions)) or 'none'}",
+                 f"  features: {', '.join(map(_slice_text, plan.features))}",
+                 f"  eval sets: {evals}"):
         note(line, output_format)
     rows = []
     for run in plan.runs:
-        evals = " ".join(dataset if dataset == name else f"{dataset}={name}"
+        every = spec.eval_every(run.train_set)
+        evals = " ".join((dataset if dataset == name else f"{dataset}={name}")
+                         + (f"/{every[dataset]}" if dataset in every else "")
                          for dataset, name in spec.eval_roles(run.train_set).items())
         rows.append([run.name, run.arch, f"{run.train_set} ({spec.data_spec(run.train_set)})",
                      spec.train_sets[run.train_set].balance or "-", run.model.describe() or "-",
                      f"{run.init_from[0]}@{run.init_from[1]}" if run.init_from else "-", run.epochs, evals])
     print_tables([TableData(["run", "architecture", "train set", "balance", "model", "init_from", "epochs",
-                             "eval sets"], rows, title=f"runs ({len(plan.runs)})")], output_format)
+                             "eval sets (/N: every N epochs)"], rows, title=f"runs ({len(plan.runs)})")],
+                 output_format)
+
+
+def _slice_text(data: tuple[str, str | None, str]) -> str:
+    """``corpus:condition@split`` of a plan's (corpus, split, condition); ``@*``: every clip."""
+    corpus, split, condition = data
+    return f"{corpus}:{condition}@{split or '*'}"
 
 
 _FLOAT_COLUMNS = ("ood_accuracy", "test_accuracy", "ood_eer", "test_eer")

@@ -1,9 +1,11 @@
 """Declarative studies: one YAML file names the corpora, their roles and the run matrix.
 
 A study file is validated by :class:`Study` and expanded by :func:`plan_study` into the
-work it implies, in stage order: corpora to ingest, (corpus, condition) pairs to make,
-features to compute, and the runs to train (architecture × training set × seed). The
-conditions are *derived* from the training and evaluation sets, never declared twice.
+work it implies, in stage order: corpora to ingest, (corpus, split, condition) triples to
+make and to compute features for, and the runs to train (architecture × training set ×
+seed). The conditions are *derived* from the training and evaluation sets the runs use,
+never declared twice, and only for the splits those sets read: an ASVspoof5 train set in
+``corrupt+mp3_128k`` conditions the ``train`` split, not the million clips of the corpus.
 
 Example (``studies/demo.yaml`` is the full one)::
 
@@ -15,13 +17,17 @@ Example (``studies/demo.yaml`` is the full one)::
       mp3_corrupt: {corpus: demo, condition: corrupt+mp3_64k, balance: undersample}
     eval_sets:
       test: {corpus: demo, condition: flac, split: test}
-      ood: {corpus: demo, condition: flac, split: ood}
+      ood: {corpus: demo, condition: flac, split: ood, every: 2}
       test_polished: {corpus: demo, condition: polished, split: test}
     experiments:
       - {name: main, architectures: [mel-cnn, mel-multiscale], train: [flac_clean, mp3_corrupt]}
       - {name: tuned, architectures: [mel-cnn], train: [flac_clean], epochs: 2, seeds: [1, 2],
          training: {lr: 1.0e-3}, init_from: "main:mp3_corrupt@mel-cnn@3"}
     epochs: {mel-cnn: 4, mel-multiscale: 4}
+
+An eval set scored at every epoch can be costly (ASVspoof5 eval: 681 K clips):
+``every: N`` scores it at epochs N, 2N, ... and always at the run's last epoch
+(:meth:`Study.eval_every`; default 1, the study's rule of every epoch).
 
 A train set may also name the eval sets that are its runs' ``test`` and ``ood``
 (``test: asv5_eval``, :meth:`Study.eval_roles`); an experiment may change the WavLM models'
@@ -39,6 +45,7 @@ import dataclasses
 import json
 import os
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -112,6 +119,13 @@ class DataSetSpec(_Strict):
         from dfpipe.clipsets import DataSpec  # torch: only when runs are built
 
         return DataSpec(corpus=self.corpus, condition=self.condition, split=self.split or default_split)
+
+
+class EvalSetSpec(DataSetSpec):
+    """An eval set: the data, and how often runs score it."""
+
+    every: int = Field(default=1, ge=1)
+    """Score this set every ``every`` epochs (and always at a run's last epoch); 1: every epoch."""
 
 
 ROLES = ("test", "ood")
@@ -219,7 +233,7 @@ class Study(_Strict):
     name: str
     corpora: dict[str, CorpusSpec] = Field(min_length=1)
     train_sets: dict[str, TrainSetSpec] = Field(min_length=1)
-    eval_sets: dict[str, DataSetSpec] = Field(min_length=1)
+    eval_sets: dict[str, EvalSetSpec] = Field(min_length=1)
     """Dataset names in ``predictions``: ``test`` (in-distribution), ``ood`` and a polished
     variant such as ``test_polished`` are the roles the metric SQL reads (docs/metrics.md);
     a train set's ``test``/``ood`` rename its runs' sets to them (:meth:`eval_roles`)."""
@@ -266,8 +280,9 @@ class Study(_Strict):
 
     def train_config(self, run: PlannedRun, init_from: str | None = None) -> TrainConfig:
         """The trainer's config for one planned run: epochs, seed, its train set's balancing,
-        the study's then the experiment's recipe overrides, and (a warm-started run) the
-        checkpoint URI of its source (``init_from``, which the flow knows once the source ran).
+        its sparse eval sets (:meth:`eval_every`), the study's then the experiment's recipe
+        overrides, and (a warm-started run) the checkpoint URI of its source (``init_from``,
+        which the flow knows once the source ran).
 
         Raises:
             ConfigError: a warm-started run without ``init_from``.
@@ -275,7 +290,7 @@ class Study(_Strict):
         if (run.init_from is None) != (init_from is None):
             raise ConfigError(f"run {run.name}: init_from {init_from!r} does not match its plan ({run.init_from})")
         base = TrainConfig(epochs=run.epochs, seed=run.seed, balance=self.train_sets[run.train_set].balance,
-                           init_from=init_from)
+                           init_from=init_from, eval_every=self.eval_every(run.train_set))
         return run.training.apply(self.training.apply(base))
 
     def data_spec(self, name: str) -> str:
@@ -311,6 +326,22 @@ class Study(_Strict):
         """The eval sets of the runs on ``train_set`` by dataset name (:meth:`eval_roles`), as
         data specs (split unset: every clip)."""
         return {dataset: self.eval_sets[name].to_data_spec(None) for dataset, name in self.eval_roles(train_set).items()}
+
+    def eval_every(self, train_set: str | None = None) -> dict[str, int]:
+        """``{dataset name: N}`` for the eval sets of the runs on ``train_set`` scored every N
+        > 1 epochs (:attr:`EvalSetSpec.every`; the others, and ``val``, every epoch)."""
+        return {dataset: self.eval_sets[name].every for dataset, name in self.eval_roles(train_set).items()
+                if self.eval_sets[name].every > 1}
+
+    def used_data(self, train_set: str) -> list[DataSlice]:
+        """``(corpus, split, condition)`` of every set a run on ``train_set`` reads: the train
+        set (split unset: :attr:`~dfpipe.config.TrainConfig.default_train_split`) and its eval
+        sets (:meth:`eval_roles`; split unset: ``None``, every clip)."""
+        spec = self.train_sets[train_set]
+        used = [(spec.corpus, spec.split or TrainConfig.default_train_split, spec.condition)]
+        for name in self.eval_roles(train_set).values():
+            used.append((self.eval_sets[name].corpus, self.eval_sets[name].split, self.eval_sets[name].condition))
+        return used
 
     def arch_config(self, arch: str, model: ModelOverrides | None = None) -> Any:
         """``arch``'s default config, pointed at ``wavlm_path`` for the WavLM models and with
@@ -364,15 +395,40 @@ class PlannedRun:
         return f"{self.experiment}/{self.arch}/{self.train_set}/seed{self.seed}"
 
 
+DataSlice = tuple[str, str | None, str]
+"""``(corpus, split, condition)``; split ``None``: every clip of the corpus."""
+
+
 @dataclass(frozen=True)
 class StudyPlan:
     """Everything a study will do, in stage order (what ``--dry-run`` prints)."""
 
     corpora: tuple[str, ...]
-    conditions: tuple[tuple[str, str], ...]  # (corpus, condition), raw excluded
-    features: tuple[tuple[str, str], ...]  # (corpus, condition), raw included
+    conditions: tuple[DataSlice, ...]
+    """What the conditions stage makes (raw excluded): one triple per (corpus, split,
+    condition) a planned run reads, or only ``(corpus, None, condition)`` when a run reads
+    every clip of it; sorted by corpus, condition, split."""
+    features: tuple[DataSlice, ...]
+    """As ``conditions``, raw included: what the features stage computes."""
     runs: tuple[PlannedRun, ...]
     """Warm-started runs come after their sources."""
+
+
+def splits_by_pair(slices: Iterable[DataSlice]) -> dict[tuple[str, str], tuple[str, ...] | None]:
+    """``{(corpus, condition): splits}`` of ``slices`` (``None``: every clip), for the stages'
+    ``splits`` filter (:func:`dfpipe.conditions.plan_conditions`, :func:`dfpipe.features.plan_features`)."""
+    grouped: dict[tuple[str, str], tuple[str, ...] | None] = {}
+    for corpus, split, condition in slices:
+        known = grouped.get((corpus, condition), ())
+        grouped[(corpus, condition)] = None if split is None or known is None else tuple(sorted({*known, split}))
+    return grouped
+
+
+def _slices(used: Iterable[DataSlice]) -> tuple[DataSlice, ...]:
+    """``used`` deduplicated, a pair read whole replacing its splits, in a stable order."""
+    return tuple(sorted(((corpus, split, condition) for (corpus, condition), splits in splits_by_pair(used).items()
+                         for split in (splits or (None,))),
+                        key=lambda s: (s[0], s[2], s[1] or "")))
 
 
 def load_study(path: str | os.PathLike[str]) -> Study:
@@ -406,7 +462,6 @@ def plan_study(study: Study) -> StudyPlan:
             the source's last, or a circle of warm starts.
     """
     data_sets = [*study.train_sets.values(), *study.eval_sets.values()]
-    features = sorted({(spec.corpus, spec.condition) for spec in data_sets})
     runs: dict[tuple, tuple[PlannedRun, str | None]] = {}
     for experiment in study.experiments:
         for arch in experiment.architectures:
@@ -424,10 +479,12 @@ def plan_study(study: Study) -> StudyPlan:
                     runs.setdefault(key, (run, experiment.init_from))
     resolved = [dataclasses.replace(run, init_from=_resolve_init_from(run, ref, [r for r, _ in runs.values()]))
                 for run, ref in runs.values()]
+    features = _slices(used for train_set in dict.fromkeys(run.train_set for run in resolved)
+                       for used in study.used_data(train_set))
     return StudyPlan(
         corpora=tuple(sorted({spec.corpus for spec in data_sets})),
-        conditions=tuple(pair for pair in features if pair[1] != RAW_CONDITION),
-        features=tuple(features),
+        conditions=tuple(s for s in features if s[2] != RAW_CONDITION),
+        features=features,
         runs=_sources_first(resolved),
     )
 
