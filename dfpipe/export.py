@@ -33,7 +33,7 @@ from dfpipe.config import LhotseConfig
 from dfpipe.errors import ConfigError, RejectedInput
 from dfpipe.lake import Lake, atomic_write, check_name
 from dfpipe.parquet_source import is_row_uri
-from dfpipe.stage_kit import read_source
+from dfpipe.stage_kit import local_path, read_source
 
 DEFAULT_CONFIG = LhotseConfig()
 _SUFFIX_BY_FORMAT = {"wav": ".wav", "flac": ".flac", "mp3": ".mp3", "ogg": ".ogg", "mov,mp4,m4a,3gp,3g2,mj2": ".m4a",
@@ -115,7 +115,7 @@ def recording_of(clip: Mapping[str, Any], recording_id: str, source: str) -> dic
     kind = "file" if "://" not in source or source.startswith("file://") else "url"
     recording: dict[str, Any] = {
         "id": recording_id,
-        "sources": [{"type": kind, "channels": channels, "source": source.removeprefix("file://")}],
+        "sources": [{"type": kind, "channels": channels, "source": local_path(source)}],  # JSON keeps any name
         "sampling_rate": rate, "num_samples": samples, "duration": samples / rate, "channel_ids": channels,
     }
     transforms = dict(clip.get("attributes") or {}).get(_TRANSFORMS)
@@ -187,6 +187,8 @@ def _write_jsonl_gz(final: Path, rows: Iterable[Mapping[str, Any]]) -> None:
     def write(tmp: str) -> None:
         with open(tmp, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as handle:
             for row in rows:
-                handle.write((json.dumps(row, ensure_ascii=False) + "\n").encode())
+                # a name that is not UTF-8 holds surrogates: backslashreplace writes each as the
+                # JSON escape \udcXX, which reads back as the same name
+                handle.write((json.dumps(row, ensure_ascii=False) + "\n").encode("utf-8", "backslashreplace"))
 
     atomic_write(str(final), write)

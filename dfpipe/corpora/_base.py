@@ -3,11 +3,18 @@
 Adapters never drop an input silently: a row or file they cannot turn into a
 :class:`CorpusItem` becomes a :class:`CorpusReject` (reason + detail) that ingest writes to
 the ``rejects`` table.
+
+File names are bytes: one that is not valid UTF-8 (an old archive's latin-1 ``é``) is kept
+exactly, its ``source`` a ``file://`` URI of its bytes (:func:`dfpipe.stage_kit.as_source_uri`)
+and its ``relpath`` shown escaped (:func:`dfpipe.stage_kit.printable`). Text manifests are
+decoded by :func:`manifest_text` (byte-order mark, else UTF-8, or the ``encoding`` option).
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
+import io
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -16,6 +23,7 @@ from typing import Any
 
 from dfpipe.config import SPLITS
 from dfpipe.errors import ConfigError, RejectedInput
+from dfpipe.stage_kit import CONTROL_CHARACTERS, as_source_uri, printable
 
 AUDIO_SUFFIXES = frozenset(
     {".wav", ".flac", ".mp3", ".m4a", ".mp4", ".aac", ".ogg", ".oga", ".opus", ".webm", ".wma",
@@ -35,8 +43,11 @@ class CorpusItem:
     """One audio file of a corpus, as its metadata describes it (before probing).
 
     Attributes:
-        source: absolute path of the file (symlinks not resolved: the path the corpus names).
-        relpath: path relative to the corpus root, ``/``-separated.
+        source: absolute path of the file (symlinks not resolved: the path the corpus names),
+            as a lake string (:func:`dfpipe.stage_kit.as_source_uri`: a ``file://`` URI when
+            the name is not UTF-8); the clip's ``source_uri``.
+        relpath: path relative to the corpus root, ``/``-separated, shown escaped
+            (:func:`dfpipe.stage_kit.printable`).
         label: ``bonafide`` or ``spoof`` (already normalised).
         origin: where the item was declared: ``meta.csv:12`` for a manifest row, the
             relpath for a file found by walking a folder. Names duplicate-entry rejects.
@@ -58,14 +69,25 @@ class CorpusItem:
     attributes: Mapping[str, str] = field(default_factory=dict)
     size_bytes: int | None = None
 
+    def __post_init__(self) -> None:
+        # the one place a name from disk becomes lake strings, whichever adapter made it
+        object.__setattr__(self, "source", as_source_uri(self.source))
+        object.__setattr__(self, "relpath", printable(self.relpath))
+        object.__setattr__(self, "origin", printable(self.origin))
+
 
 @dataclass(frozen=True)
 class CorpusReject:
-    """An input the adapter could not use: ``source`` is the file or manifest row."""
+    """An input the adapter could not use: ``source`` is the file or manifest row (a lake
+    string, as :attr:`CorpusItem.source`), ``detail`` shown escaped."""
 
     source: str
     reason: str
     detail: str
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "source", as_source_uri(self.source))
+        object.__setattr__(self, "detail", printable(self.detail))
 
 
 CorpusEntry = CorpusItem | CorpusReject
@@ -138,8 +160,16 @@ def resolve_member(root: Path, raw: str, *, allow_outside_root: bool = False) ->
     are refused unless ``allow_outside_root``.
 
     Raises:
-        RejectedInput: ``outside_root`` (escapes the root) or ``missing`` (no such path).
+        RejectedInput: ``control_character`` (a NUL, newline, escape... in the path),
+            ``bad_path`` (a string no file name can be, e.g. JSON's lone ``\\ud800``),
+            ``outside_root`` (escapes the root) or ``missing`` (no such path).
     """
+    if CONTROL_CHARACTERS.search(raw):
+        raise RejectedInput("control_character", f"the path '{printable(raw)}' holds a control character")
+    try:
+        os.fsencode(raw)
+    except UnicodeEncodeError:
+        raise RejectedInput("bad_path", f"'{printable(raw)}' cannot be a file name (a lone surrogate)") from None
     raw = raw.strip()
     if not raw:
         raise RejectedInput("missing", "the manifest row names no file (empty path)")
@@ -161,8 +191,8 @@ def walk_files(top: Path) -> Iterator[Path]:
     """Every path under ``top`` that is meant as a file, sorted, without following links.
 
     Yields regular files, symlinks (files or folders: :func:`resolve_member` decides), and
-    folders whose name has an audio suffix (ingest rejects them as ``not_a_file``), so no
-    input vanishes from the walk.
+    folders whose name has an audio suffix (ingest rejects them as ``not_a_file``, and the
+    walk goes on into them: ``x.wav/take1.wav`` is listed), so no input vanishes from the walk.
     """
     for dirpath, dirnames, filenames in os.walk(top):
         here = Path(dirpath)
@@ -171,17 +201,69 @@ def walk_files(top: Path) -> Iterator[Path]:
             sub = here / name
             if sub.is_symlink() or sub.suffix.lower() in AUDIO_SUFFIXES:
                 yield sub
-            else:
+            if not sub.is_symlink():
                 keep.append(name)
         dirnames[:] = keep
         for name in sorted(filenames):
             yield here / name
 
 
-def open_manifest(path: Path) -> Iterator[str]:
-    """Lines of a text manifest (utf-8, BOM tolerated), with newlines kept for ``csv``."""
-    with open(path, encoding="utf-8-sig", newline="") as handle:
-        yield from handle
+_BYTE_ORDER_MARKS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
+                     (codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"),
+                     (codecs.BOM_UTF16_BE, "utf-16"))  # UTF-32 LE first: its mark starts like UTF-16 LE's
+
+
+def manifest_text(path: Path, encoding: str | None = None) -> str:
+    """The text of a manifest: in ``encoding`` when given (``--encoding``), else in the one its
+    byte-order mark names (UTF-8, UTF-16, UTF-32), else UTF-8. The mark is dropped.
+
+    Bytes that do not decode stop the run with one line naming the file, the line, the byte
+    offset and, for a file read as UTF-8, an encoding that reads it (``cp1252`` for a
+    spreadsheet's export, else ``latin-1``): a wrong encoding is the whole file's, and rows
+    rejected for it would stay rejected on the re-run with the right one.
+
+    Raises:
+        ConfigError: an unknown ``encoding``, or bytes that are not text in it.
+    """
+    data = path.read_bytes()
+    chosen = encoding or next((name for mark, name in _BYTE_ORDER_MARKS if data.startswith(mark)), "utf-8")
+    try:
+        return data.decode(chosen).removeprefix("\ufeff")
+    except LookupError:
+        raise ConfigError(f"--encoding {encoding!r} is not a text encoding Python knows "
+                          "(e.g. utf-8, cp1252, latin-1, utf-16)") from None
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].decode(chosen, "replace").count("\n") + 1
+        hint = "the file is damaged, or not in that encoding"
+        if encoding is None and chosen == "utf-8":
+            guess = "cp1252" if _decodes(data, "cp1252") else "latin-1"
+            hint = f"it reads as {guess}: pass --encoding {guess}, or save it as UTF-8"
+        raise ConfigError(f"{printable(str(path))}: line {line}, byte offset {exc.start}: {data[exc.start:exc.end]!r} is not "
+                          f"{chosen}; {hint}") from None
+
+
+def decoded_line(line: bytes) -> str | RejectedInput:
+    """One line of a line-per-record protocol (ASVspoof, JSON lines), UTF-8 as those formats
+    are (a byte-order mark dropped); a line that does not decode is that line's ``bad_row``
+    (a damaged record, the others still read), handed back for :func:`manifest_entries`."""
+    try:
+        return line.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        return RejectedInput("bad_row", f"byte {line[exc.start]:#04x} at byte offset {exc.start} of the line is "
+                                        "not UTF-8")
+
+
+def _decodes(data: bytes, encoding: str) -> bool:
+    try:
+        data.decode(encoding)
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def open_manifest(path: Path, encoding: str | None = None) -> Iterator[str]:
+    """Lines of a text manifest (:func:`manifest_text`), with newlines kept for ``csv``."""
+    return io.StringIO(manifest_text(path, encoding), newline="")
 
 
 def find_manifest(path: str | os.PathLike[str], name: str) -> tuple[Path, Path]:
@@ -212,9 +294,10 @@ def manifest_entries(
 ) -> Iterator[CorpusEntry]:
     """Items (or rejects) of numbered manifest rows: the loop every manifest adapter shares.
 
-    A row that fails to parse, names a missing file or a path outside ``root``, or names a
-    file an earlier row already named becomes a :class:`CorpusReject` whose ``source`` is
-    ``<manifest>:<line>``.
+    A row that fails to parse (or that the reader could not read: it hands a
+    :class:`RejectedInput` instead of the row), holds a NUL or text no file can hold, names a
+    missing file or a path outside ``root``, or names a file an earlier row already named
+    becomes a :class:`CorpusReject` whose ``source`` is ``<manifest>:<line>``.
 
     Args:
         root: corpus root; relative paths in the manifest are relative to it.
@@ -227,7 +310,10 @@ def manifest_entries(
     for line, row in rows:
         origin = f"{manifest.name}:{line}"
         try:
+            if isinstance(row, RejectedInput):
+                raise row
             raw, fields = parse(row)
+            check_text(fields)
             source, relpath = resolve_member(root, raw, allow_outside_root=allow_outside_root)
             if source in seen:
                 raise RejectedInput("duplicate_entry", f"{relpath} is already listed at {seen[source]}")
@@ -238,17 +324,62 @@ def manifest_entries(
         yield CorpusItem(source=source, relpath=relpath, origin=origin, **fields)
 
 
-def csv_rows(manifest: Path, required: Iterable[str]) -> Iterator[tuple[int, dict[str, str]]]:
-    """``(line number, row dict)`` of a CSV with a header, values stripped.
+def check_text(fields: Mapping[str, Any]) -> None:
+    """Refuse CorpusItem fields holding a NUL or a lone surrogate (JSON's ``"\\ud800"``),
+    which no Arrow string may hold.
 
     Raises:
-        ConfigError: naming the missing columns when the header lacks a required one.
+        RejectedInput: ``control_character`` (a NUL) or ``bad_row`` (a lone surrogate).
     """
-    reader = csv.DictReader(open_manifest(manifest))
-    missing = set(required) - set(reader.fieldnames or ())
+    for name, value in fields.items():
+        for key, text in value.items() if isinstance(value, Mapping) else [(name, value)]:
+            if not isinstance(text, str):
+                continue
+            if "\x00" in text:
+                raise RejectedInput("control_character", f"a NUL byte in {printable(str(key))}")
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:
+                raise RejectedInput("bad_row", f"{printable(str(key))} holds {printable(text)!r}, not text"
+                                    ) from None
+
+
+def csv_rows(manifest: Path, required: Iterable[str], encoding: str | None = None
+             ) -> Iterator[tuple[int, dict[str, str] | RejectedInput]]:
+    """``(line number, row dict)`` of a CSV with a header, values stripped (quoting, CRLF and
+    quoted newlines as the ``csv`` module reads them; the text from :func:`manifest_text`).
+
+    A row with fewer values than the header or with more non-empty ones, or one the ``csv``
+    module refuses (a field over its size limit), comes as a ``bad_row`` :class:`RejectedInput`
+    instead.
+
+    Raises:
+        ConfigError: naming the missing columns when the header lacks a required one; see
+            :func:`manifest_text`.
+    """
+    reader = csv.DictReader(open_manifest(manifest, encoding))
+    try:
+        header = reader.fieldnames or []
+    except csv.Error as exc:
+        raise ConfigError(f"{manifest}: line 1: the header is not CSV ({exc})") from None
+    missing = set(required) - set(header)
     if missing:
-        raise ConfigError(
-            f"{manifest}: missing column(s) {sorted(missing)}; header is {reader.fieldnames}"
-        )
-    for row in reader:
-        yield reader.line_num, {k: (v or "").strip() for k, v in row.items() if k is not None}
+        hint = " (NUL bytes: UTF-16 without a byte-order mark? pass --encoding utf-16-le)" if "\x00" in "".join(
+            header) else ""
+        raise ConfigError(f"{printable(str(manifest))}: missing column(s) {sorted(missing)}; header is {header}{hint}")
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:  # DictReader.line_num is only set after a good row
+            yield reader.reader.line_num, RejectedInput("bad_row", f"not a CSV row ({exc})")
+            continue
+        extra = [v for v in row.pop(None, None) or () if v.strip()]  # trailing empty cells are harmless
+        absent = sum(v is None for v in row.values())
+        if extra or absent:
+            yield reader.line_num, RejectedInput(
+                "bad_row", f"{len(extra)} value(s) past the header's {len(header)} columns" if extra
+                else f"{absent} of the header's {len(header)} columns missing")
+            continue
+        yield reader.line_num, {k: v.strip() for k, v in row.items()}

@@ -18,7 +18,9 @@ columns (enrolment lists, target/non-target trials) and are left alone, not reje
 Track 1 lines are whitespace-separated (despite ``.tsv``): speaker, file name (no extension),
 gender, codec, codec quality, codec seed, attack tag, attack label, key
 (``bonafide``/``spoof``), then optional trailing columns (kept as ``extra_<n>``; the release
-has one, ``TMP``); ``-`` means none. Source: https://zenodo.org/records/14498691. The
+has one, ``TMP``); ``-`` means none. A line with too few columns, a key that is neither class,
+or bytes that are not UTF-8 is a ``bad_row`` / ``bad_label`` reject naming its line; the
+other lines go on. Source: https://zenodo.org/records/14498691. The
 generator is the attack label (``A11``) or, when that is ``-``, the attack tag; NULL for bona
 fide. Gender, codec, codec quality, codec seed and attack tag go to ``clips.attributes``. The
 split comes from the protocol file's name (``train``/``dev``/``eval``) unless given.
@@ -37,6 +39,7 @@ from dfpipe.corpora._base import (
     CorpusEntry,
     blank_to_none,
     corpus_root,
+    decoded_line,
     manifest_entries,
     normalise_label,
     normalise_split,
@@ -121,8 +124,8 @@ def prepare_asvspoof5(
     flac = _index_flac(root)
     for protocol in files:
         parse = functools.partial(_parse, flac, normalise_split(split) if split else split_of(protocol))
-        with open(protocol, encoding="utf-8") as handle:
-            rows = [(n, line) for n, line in enumerate(handle, 1) if line.strip()]
+        with open(protocol, "rb") as handle:
+            rows = [(n, decoded_line(line)) for n, line in enumerate(handle, 1) if line.strip()]
         yield from manifest_entries(root, protocol, rows, parse, allow_outside_root=allow_outside_root)
 
 

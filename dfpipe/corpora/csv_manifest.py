@@ -10,6 +10,8 @@ any other column is kept in ``clips.attributes``. Labels: ``bonafide``/``bona-fi
 ``real``/``human``/``genuine`` -> bonafide, ``spoof``/``fake``/``deepfake``/``synthetic``/
 ``generated``/``ai`` -> spoof, case-insensitive; anything else (``0``/``1`` included) is a
 ``bad_label`` reject. Splits: train/dev/test/ood/eval (val/validation -> dev).
+Encoding: a byte-order mark's (UTF-8, UTF-16, UTF-32), else UTF-8, else ``--encoding``
+(:func:`dfpipe.corpora._base.manifest_text`); CRLF line ends and quoted fields as ``csv`` reads them.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
+from dfpipe.config import ManifestConfig
 from dfpipe.corpora._base import (
     CorpusEntry,
     blank_to_none,
@@ -51,17 +54,19 @@ def parse_row(row: dict[str, str]) -> tuple[str, dict[str, Any]]:
 
 
 def prepare_csv_manifest(
-    path: str | os.PathLike[str], *, allow_outside_root: bool = False
+    path: str | os.PathLike[str], *, encoding: str | None = ManifestConfig.encoding, allow_outside_root: bool = False
 ) -> Iterator[CorpusEntry]:
     """Items of a CSV manifest, in row order.
 
     Args:
         path: the manifest file, or a folder holding ``manifest.csv``.
+        encoding: the manifest's text encoding (``None``: detected, see :class:`ManifestConfig`).
         allow_outside_root: accept paths outside the manifest's folder.
 
     Raises:
-        ConfigError: no manifest, or a header without ``path`` and ``label``.
+        ConfigError: no manifest, a header without ``path`` and ``label``, or text that does
+            not decode.
     """
     root, manifest = find_manifest(path, "manifest.csv")
-    yield from manifest_entries(root, manifest, csv_rows(manifest, REQUIRED), parse_row,
+    yield from manifest_entries(root, manifest, csv_rows(manifest, REQUIRED, encoding), parse_row,
                                 allow_outside_root=allow_outside_root)

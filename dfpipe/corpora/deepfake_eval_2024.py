@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from dfpipe.config import ManifestConfig
 from dfpipe.corpora._base import (
     CorpusEntry,
     blank_to_none,
@@ -62,16 +63,17 @@ def parse_row(row: dict[str, str]) -> tuple[str, dict[str, Any]]:
 
 
 def prepare_deepfake_eval_2024(
-    path: str | os.PathLike[str], *, allow_outside_root: bool = False
+    path: str | os.PathLike[str], *, encoding: str | None = ManifestConfig.encoding, allow_outside_root: bool = False
 ) -> Iterator[CorpusEntry]:
     """Items of Deepfake-Eval-2024, in CSV order.
 
     Args:
         path: the corpus folder (or the CSV itself).
+        encoding: the CSV's text encoding (``None``: detected, see :class:`ManifestConfig`).
         allow_outside_root: accept ``Filename`` values outside the folder.
 
     Raises:
-        ConfigError: no CSV, or a header lacking a used column.
+        ConfigError: no CSV, a header lacking a used column, or text that does not decode.
     """
     root, manifest = find_manifest(path, MANIFEST)
     by_name: dict[str, list[str]] | None = None
@@ -91,16 +93,16 @@ def prepare_deepfake_eval_2024(
         raw, fields = parse_row(row)
         return locate(raw), fields
 
-    header = {name.strip().lower(): name for name in _header(manifest)}
+    header = {name.strip().lower(): name for name in _header(manifest, encoding)}
     missing = {FILENAME, LABEL} - set(header)
     if missing:
         raise ConfigError(f"{manifest}: missing column(s) {sorted(missing)}; header is {sorted(header.values())}")
-    yield from manifest_entries(root, manifest, csv_rows(manifest, ()), parse,
+    yield from manifest_entries(root, manifest, csv_rows(manifest, (), encoding), parse,
                                 allow_outside_root=allow_outside_root)
 
 
-def _header(manifest: Path) -> list[str]:
-    return next(csv.reader(open_manifest(manifest)), [])
+def _header(manifest: Path, encoding: str | None) -> list[str]:
+    return next(csv.reader(open_manifest(manifest, encoding)), [])
 
 
 def _index_by_name(root: Path) -> dict[str, list[str]]:

@@ -50,7 +50,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import yaml
 
-from dfpipe.config import HFParquetConfig
+from dfpipe.config import HFParquetConfig, ManifestConfig
 from dfpipe.corpora._base import (
     CorpusEntry,
     CorpusItem,
@@ -181,6 +181,7 @@ def prepare_hf_parquet(
     label_column: str = HFParquetConfig.label_column,
     bonafide_value: str | None = HFParquetConfig.bonafide_value,
     split: str | None = None,
+    encoding: str | None = ManifestConfig.encoding,
     allow_outside_root: bool = False,
 ) -> Iterator[CorpusEntry]:
     """Items of an HF audio Parquet release (or of Parquet/CSV ``path,label`` tables).
@@ -192,6 +193,7 @@ def prepare_hf_parquet(
         path_column: for tables without the audio column: the column naming files.
         label_column, bonafide_value: see :func:`parse_row`.
         split: the split of every row (overrides columns and file names).
+        encoding: a CSV table's text encoding (``None``: detected, see :class:`ManifestConfig`).
         allow_outside_root: accept ``path`` values outside the table's folder.
 
     Raises:
@@ -216,7 +218,8 @@ def prepare_hf_parquet(
     for file in files:
         relpath = Path(os.path.relpath(file, root)).as_posix()
         file_split, extra = split_of(relpath, patterns)
-        reader = _Table(file, relpath, options, forced, file_split, extra, card_features, allow_outside_root)
+        reader = _Table(file, relpath, options, forced, file_split, extra, card_features, allow_outside_root,
+                        encoding)
         if file.suffix.lower() == ".csv":
             yield from reader.csv_entries()
         else:
@@ -228,10 +231,11 @@ class _Table:
 
     def __init__(self, file: Path, relpath: str, options: HFParquetConfig, forced_split: str | None,
                  file_split: str | None, extra: dict[str, str], card_features: dict[str, dict[str, Any]],
-                 allow_outside_root: bool) -> None:
+                 allow_outside_root: bool, encoding: str | None) -> None:
         self.file, self.relpath, self.options = file, relpath, options
         self.forced_split, self.file_split, self.extra = forced_split, file_split, extra
         self.card_features, self.allow_outside_root = card_features, allow_outside_root
+        self.encoding = encoding
 
     def _fields(self, row: Mapping[str, Any], class_names: Mapping[str, Sequence[str]],
                 skip: Collection[str]) -> dict[str, Any]:
@@ -249,7 +253,7 @@ class _Table:
 
     def csv_entries(self) -> Iterator[CorpusEntry]:
         """Items of a CSV ``path,label`` table (1-based line numbers, as ``--format csv``)."""
-        rows = csv_rows(self.file, (self.options.path_column, self.options.label_column))
+        rows = csv_rows(self.file, (self.options.path_column, self.options.label_column), self.encoding)
         skip = {self.options.path_column}
 
         def parse(row: dict[str, str]) -> tuple[str, dict[str, Any]]:
@@ -265,6 +269,10 @@ class _Table:
             schema = parquet.schema_arrow
         except (OSError, pa.ArrowException) as exc:
             yield CorpusReject(str(self.file), "unreadable", f"{self.relpath}: not a readable Parquet file ({exc})")
+            return
+        except UnicodeEncodeError:  # pyarrow opens files by UTF-8 name only
+            yield CorpusReject(str(self.file), "unreadable", f"{self.relpath}: pyarrow cannot open a file whose "
+                               "name is not UTF-8; rename it")
             return
         features = _file_features(schema) or self.card_features
         class_names = {name: list(f["names"]) for name, f in features.items()

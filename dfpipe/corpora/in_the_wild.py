@@ -16,6 +16,7 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
+from dfpipe.config import ManifestConfig
 from dfpipe.corpora._base import (
     CorpusEntry,
     blank_to_none,
@@ -43,17 +44,20 @@ def parse_row(row: dict[str, str]) -> tuple[str, dict[str, Any]]:
 
 
 def prepare_in_the_wild(
-    path: str | os.PathLike[str], *, split: str | None = None, allow_outside_root: bool = False
+    path: str | os.PathLike[str], *, split: str | None = None, encoding: str | None = ManifestConfig.encoding,
+    allow_outside_root: bool = False
 ) -> Iterator[CorpusEntry]:
     """Items of In-the-Wild, in ``meta.csv`` order.
 
     Args:
         path: the corpus folder (or its ``meta.csv``).
         split: split given to every item (``None``: the corpus does not say).
+        encoding: ``meta.csv``'s text encoding (``None``: detected, see :class:`ManifestConfig`).
         allow_outside_root: accept ``file`` values outside the folder.
 
     Raises:
-        ConfigError: no ``meta.csv`` or a header without ``file,speaker,label``.
+        ConfigError: no ``meta.csv``, a header without ``file,speaker,label``, or text that
+            does not decode.
     """
     root, manifest = find_manifest(path, MANIFEST)
 
@@ -61,5 +65,5 @@ def prepare_in_the_wild(
         raw, fields = parse_row(row)
         return raw, {**fields, "split": split}
 
-    yield from manifest_entries(root, manifest, csv_rows(manifest, REQUIRED), parse,
+    yield from manifest_entries(root, manifest, csv_rows(manifest, REQUIRED, encoding), parse,
                                 allow_outside_root=allow_outside_root)

@@ -40,6 +40,7 @@ from dfpipe.corpora._base import (
     CorpusEntry,
     CorpusReject,
     blank_to_none,
+    decoded_line,
     manifest_entries,
     normalise_split,
 )
@@ -246,20 +247,25 @@ def _part(name: str) -> str:
 
 
 def _jsonl(path: Path) -> Iterator[tuple[int, Any, str | None]]:
-    """``(line, value, error)`` for each non-blank line; a read failure ends with one error."""
+    """``(line, value, error)`` for each non-blank line (a line that is not UTF-8 or not JSON:
+    its error); a read failure (a truncated gzip) ends with one error."""
     line = 0
     try:
         with open(path, "rb") as probe:
             compressed = probe.read(2) == b"\x1f\x8b"
-        with (gzip.open(path, "rt", encoding="utf-8") if compressed else open(path, encoding="utf-8")) as handle:
-            for line, text in enumerate(handle, 1):
-                if not text.strip():
+        with (gzip.open(path, "rb") if compressed else open(path, "rb")) as handle:
+            for line, data in enumerate(handle, 1):
+                if not data.strip():
+                    continue
+                text = decoded_line(data)
+                if isinstance(text, RejectedInput):
+                    yield line, None, text.detail
                     continue
                 try:
                     yield line, json.loads(text), None
                 except json.JSONDecodeError as exc:
                     yield line, None, f"not JSON ({exc.msg})"
-    except (OSError, EOFError, UnicodeDecodeError) as exc:
+    except (OSError, EOFError) as exc:
         yield line + 1, None, f"the manifest cannot be read from this line on ({exc})"
 
 

@@ -107,3 +107,25 @@ def test_the_release_layout_reads_track_1_only(tmp_path):
         list(prepare_asvspoof5(root, protocols=[protocols / "ASVspoof5.dev.track_2.trial.tsv"]))
     with pytest.raises(ConfigError, match="no Track 1 protocol"):
         list(prepare_asvspoof5(root / "flac_T"))
+
+
+def test_malformed_protocol_lines_are_rejects_with_line_numbers(tmp_path):
+    root = tmp_path / "asv5"
+    tone(root / "flac_T" / "T_0000000000.flac", 300)
+    tone(root / "flac_T" / "T_0000000001.flac", 320)
+    (root / "ASVspoof5.train.tsv").write_bytes(
+        b"\xef\xbb\xbfT_1 T_0000000000 F - - - AC3 A05 spoof -\r\n"   # BOM and CRLF: fine
+        b"T_1 T_0000000001 F - - AC3\n"                            # 2: too few columns
+        b"T_1 T_0000000001 F - - - AC3 A05 maybe -\n"              # 3: neither class
+        b"T_1 T_000000\xe9001 F - - - AC3 A05 spoof -\n"           # 4: not UTF-8
+        b"T_1 T_00\x00001 F - - - AC3 A05 spoof -\n"               # 5: a NUL
+        b"\n"
+        b"T_1 T_0000000001 F - - - AC3 A05 spoof -\n"              # 7: fine
+    )
+    entries = list(prepare_asvspoof5(root))
+    got = {e.source.rsplit(":", 1)[1]: (e.reason, e.detail) for e in entries if isinstance(e, CorpusReject)}
+    assert {line: reason for line, (reason, _) in got.items()} == {
+        "2": "bad_row", "3": "bad_label", "4": "bad_row", "5": "control_character"}
+    assert got["4"][1] == "ASVspoof5.train.tsv:4: byte 0xe9 at byte offset 12 of the line is not UTF-8"
+    assert [e.origin for e in entries if isinstance(e, CorpusItem)] == ["ASVspoof5.train.tsv:1",
+                                                                        "ASVspoof5.train.tsv:7"]

@@ -65,3 +65,56 @@ def test_missing_columns_is_a_config_error(tmp_path):
     (tmp_path / "manifest.csv").write_text("file,class\nx.wav,real\n")
     with pytest.raises(ConfigError, match=r"missing column\(s\) \['label', 'path'\]"):
         list(prepare_csv_manifest(tmp_path))
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig", "utf-16", "utf-32"])
+def test_encodings_with_a_byte_order_mark_crlf_and_quoting_are_read(tmp_path, encoding):
+    tone(tmp_path / "dir, with comma" / "Zoë.wav", 300)
+    text = ('path,label,speaker\r\n"dir, with comma/Zoë.wav","real","Zoë ""Z"" Ünal"\r\n'
+            '"dir, with comma/Zoë.wav",fake,"two\r\nlines"\r\n')
+    (tmp_path / "manifest.csv").write_bytes(text.encode(encoding))
+    first, second = prepare_csv_manifest(tmp_path)
+    assert isinstance(first, CorpusItem) and first.relpath == "dir, with comma/Zoë.wav"
+    assert (first.label, first.speaker, first.origin) == ("bonafide", 'Zoë "Z" Ünal', "manifest.csv:2")
+    assert (second.reason, second.source.rsplit(":", 1)[1]) == ("duplicate_entry", "4")  # a quoted CRLF is one row
+
+
+def test_a_latin1_manifest_names_line_offset_and_the_encoding_option(tmp_path):
+    tone(tmp_path / "café.wav", 300)
+    (tmp_path / "manifest.csv").write_bytes("path,label\r\ncafé.wav,real\r\n".encode("cp1252"))
+    with pytest.raises(ConfigError, match=r"manifest.csv: line 2, byte offset 15: b'\\xe9' is not utf-8; "
+                                          r"it reads as cp1252: pass --encoding cp1252, or save it as UTF-8"):
+        list(prepare_csv_manifest(tmp_path))
+    (item,) = prepare_csv_manifest(tmp_path, encoding="cp1252")
+    assert item.relpath == "café.wav"
+    with pytest.raises(ConfigError, match="--encoding 'klingon' is not a text encoding"):
+        list(prepare_csv_manifest(tmp_path, encoding="klingon"))
+    # UTF-16 without a byte-order mark reads as NUL-riddled UTF-8: the error says what it likely is
+    (tmp_path / "manifest.csv").write_bytes("path,label\na.wav,real\n".encode("utf-16-le"))
+    with pytest.raises(ConfigError, match="pass --encoding utf-16-le"):
+        list(prepare_csv_manifest(tmp_path))
+
+
+def test_nul_control_characters_and_bad_rows_are_rejects_with_reasons(tmp_path):
+    tone(tmp_path / "a.wav", 300)
+    tone(tmp_path.parent / f"{tmp_path.name}-outside.wav", 310)
+    (tmp_path / "manifest.csv").write_bytes(
+        b"path,label,speaker\n"
+        b"a\x00.wav,real,s\n"                     # 2: NUL in the path (ValueError in os.path)
+        b"a.wav,real,s\x00x\n"                    # 3: NUL in another column
+        b"a\x1b[2J.wav,real,s\n"                  # 4: a terminal escape in the path
+        b"a.wav,real\n"                           # 5: a column short
+        b"a.wav,real,s,extra\n"                   # 6: one value too many
+        b"a.wav,real,s,,\n"                       # 7: trailing empty cells are fine
+        + f"../{tmp_path.name}-outside.wav,real,s\n".encode()                 # 8
+        + f"{tmp_path.parent / (tmp_path.name + '-outside.wav')},real,s\n".encode()  # 9
+        + b'"' + b"x" * 200_000 + b'",real,s\n'    # 10: a field over the csv module's limit
+    )
+    entries = list(prepare_csv_manifest(tmp_path))
+    got = {e.source.rsplit(":", 1)[1]: e.reason for e in entries if isinstance(e, CorpusReject)}
+    assert got == {"2": "control_character", "3": "control_character", "4": "control_character",
+                   "5": "bad_row", "6": "bad_row", "8": "outside_root", "9": "outside_root", "10": "bad_row"}
+    assert [e.origin for e in entries if isinstance(e, CorpusItem)] == ["manifest.csv:7"]
+    assert all("\x00" not in e.detail and "\x1b" not in e.detail for e in entries if isinstance(e, CorpusReject))
+    allowed = [e for e in prepare_csv_manifest(tmp_path, allow_outside_root=True) if isinstance(e, CorpusItem)]
+    assert [e.origin for e in allowed] == ["manifest.csv:7", "manifest.csv:8"]  # 9: the same file again

@@ -69,3 +69,13 @@ def test_a_name_found_twice_rejects_that_row_only(tmp_path):
     assert [i.relpath for i in entries if isinstance(i, CorpusItem)] == ["batch2/y.mp3", "batch1/x.mp3"]
     (reject,) = [r for r in entries if isinstance(r, CorpusReject)]
     assert reject.reason == "ambiguous_name" and "batch1/x.mp3, batch2/x.mp3" in reject.detail
+
+
+def test_a_cp1252_csv_needs_its_encoding_named(tmp_path):
+    tone(tmp_path / "é.mp3", 300)
+    (tmp_path / "audio-metadata-publish.csv").write_bytes(
+        "Filename,Ground Truth,Finetuning Set,Language\né.mp3,Fake,Test,Français\n".encode("cp1252"))
+    with pytest.raises(ConfigError, match="line 2, byte offset 46: .* pass --encoding cp1252"):
+        list(prepare_deepfake_eval_2024(tmp_path))
+    (item,) = prepare_deepfake_eval_2024(tmp_path, encoding="cp1252")
+    assert (item.relpath, item.language) == ("é.mp3", "Français")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from dfpipe.errors import ConfigError, RejectedInput
 from dfpipe.ingest import corpus_entries, ingest
 from dfpipe.lake import Lake
 from dfpipe.parquet_source import is_row_uri, parse_row_uri
-from dfpipe.stage_kit import read_source
+from dfpipe.stage_kit import as_source_uri, read_source
 
 CONFIG = IngestConfig(files_per_shard=2)
 
@@ -283,3 +284,25 @@ def test_clips_written_before_the_decoder_columns_still_read(tmp_path, release):
     assert {(r["corpus"], r["decoder"]) for r in both} == {("hf", "pyav"), ("old", None)}
     counts = lake.connect().execute("select corpus, count(decoder_version), count(*) from clips group by 1 order by 1")
     assert counts.fetchall() == [("hf", 4, 4), ("old", 0, 4)]
+
+
+def test_csv_tables_take_the_encoding_option_and_a_latin1_parquet_name_is_a_reject(tmp_path):
+    tone(tmp_path / "wav" / "é.wav", 300)
+    (tmp_path / "meta_eval.csv").write_bytes("path,label\r\nwav/é.wav,spoof\r\n".encode("utf-16"))
+    (item,) = prepare_hf_parquet(tmp_path / "meta_eval.csv")  # a byte-order mark: detected
+    assert (item.relpath, item.split) == ("wav/é.wav", "eval")
+    (tmp_path / "meta_eval.csv").write_bytes("path,label\nwav/é.wav,spoof\n".encode("cp1252"))
+    with pytest.raises(ConfigError, match="pass --encoding cp1252"):
+        list(prepare_hf_parquet(tmp_path / "meta_eval.csv"))
+    (item,) = prepare_hf_parquet(tmp_path / "meta_eval.csv", encoding="cp1252")
+    assert item.relpath == "wav/é.wav"
+    # a Parquet file whose name is not UTF-8 (pyarrow cannot open it): a reject naming it
+    release = tmp_path / "release"
+    write_hf_parquet(release / "data" / "train-00000-of-00001.parquet",
+                     [{"audio": audio(tone(tmp_path / "a.wav", 320).read_bytes(), "a.wav"), "label": 0}])
+    name = release / "data" / "train-00000-of-00001.parquet"
+    latin1 = os.fsdecode(os.fsencode(name.parent) + b"/train-caf\xe9.parquet")
+    os.rename(name, latin1)
+    (reject,) = prepare_hf_parquet(release)
+    assert (reject.reason, reject.source) == ("unreadable", as_source_uri(latin1))
+    assert reject.detail.startswith("data/train-caf\\xe9.parquet: pyarrow cannot open")

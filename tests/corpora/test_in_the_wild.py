@@ -40,3 +40,14 @@ def test_prepare_in_the_wild_and_ingest(tmp_path):
     con = Lake(lake).connect()
     assert con.execute("select label, speaker, split, sample_rate from clips where source_relpath = '0.wav'"
                        ).fetchone() == ("spoof", "Alec Guinness", "ood", 22050)
+
+
+def test_malformed_meta_rows_are_rejects_with_line_numbers(tmp_path):
+    tone(tmp_path / "0.wav", 300)
+    (tmp_path / "meta.csv").write_bytes(
+        b"\xef\xbb\xbffile,speaker,label\r\n0.wav,A,spoof\r\n0.wav,A\r\n0.wav,A,maybe\r\n0.wav,A,spoof,x\r\n"
+        b"0\x00.wav,A,spoof\r\n")
+    entries = list(prepare_in_the_wild(tmp_path))
+    got = {e.source.rsplit(":", 1)[1]: e.reason for e in entries if isinstance(e, CorpusReject)}
+    assert got == {"3": "bad_row", "4": "bad_label", "5": "bad_row", "6": "control_character"}
+    assert [e.origin for e in entries if isinstance(e, CorpusItem)] == ["meta.csv:2"]

@@ -231,3 +231,15 @@ def test_round_trip_with_lhotse_itself(corpus, tmp_path):
         assert (got.speaker, got.language, got.gender, got.text, got.custom["label"]) == (
             sup.speaker, sup.language, sup.gender, sup.text, sup.custom["label"])
         assert got.custom["split"] == "dev"
+
+
+def test_a_line_that_is_not_utf8_rejects_that_line_only(corpus, tmp_path):
+    out = tmp_path / "manifests"
+    good = json.dumps(recording("a", corpus / "real" / "a.wav")).encode()
+    (out / "x_recordings.jsonl").parent.mkdir(parents=True)
+    (out / "x_recordings.jsonl").write_bytes(b'{"id": "caf\xe9"}\n' + good + b"\n")
+    (out / "x_supervisions.jsonl").write_text(json.dumps(supervision("a", "bonafide")) + "\n")
+    first, second = prepare_lhotse(out, allow_outside_root=True)
+    assert (first.reason, first.source.rsplit("/", 1)[1]) == ("bad_row", "x_recordings.jsonl:1")
+    assert "byte 0xe9 at byte offset 11 of the line is not UTF-8" in first.detail
+    assert isinstance(second, CorpusItem) and second.attributes["lhotse_recording_id"] == "a"
