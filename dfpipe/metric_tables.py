@@ -9,7 +9,11 @@ The metric stage (:mod:`dfpipe.metrics`) computes the tables; readers such as th
 * :func:`load_models`: the ``sql/*.sql`` files, their headers read and checked, in
   dependency order;
 * :func:`attach_metrics`: the materialised tables (and the ``asv_*`` macros) as views on a
-  :meth:`dfpipe.lake.Lake.connect` connection.
+  :meth:`dfpipe.lake.Lake.connect` connection;
+* :func:`metrics_connection` / :func:`limit_memory`: DuckDB's ``memory_limit`` and
+  ``temp_directory`` (:class:`dfpipe.config.MetricsConfig`) on every connection the metric
+  SQL runs on, so a large ``predictions`` table spills to disk instead of running out of
+  memory.
 
 Every ``sql/<relation>.sql`` file holds one relation named like the file and starts with
 header comment lines, two of which are read here:
@@ -26,12 +30,17 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 import duckdb
 
+from dfpipe.config import MetricsConfig
 from dfpipe.errors import ConfigError
 from dfpipe.lake import Lake, _sql_list
 from dfpipe.schemas import TABLES
@@ -170,3 +179,47 @@ def attach_metrics(con: duckdb.DuckDBPyConnection, lake: Lake) -> list[str]:
 def fs_uri(lake: Lake, path: str) -> str:
     """``path`` (from the lake's file system) as a URI DuckDB can read."""
     return path if lake.is_local else f"{lake.uri.split('://')[0]}://{path}"
+
+
+SPILL_PREFIX = ".duckdb-spill-"
+"""Name prefix of the folder :func:`spill_directory` makes when none is configured."""
+
+
+@contextmanager
+def spill_directory(config: MetricsConfig, lake: Lake | None = None) -> Iterator[str]:
+    """The folder DuckDB spills to: ``config.temp_directory`` when set (made if missing,
+    left in place), else a fresh folder inside a local lake's root (the lake's own disk,
+    which holds the predictions being spilled) or in the system temporary folder (a remote
+    lake, a lake folder not made yet, or none), removed on exit."""
+    if config.temp_directory:
+        os.makedirs(config.temp_directory, exist_ok=True)
+        yield config.temp_directory
+        return
+    local = lake is not None and lake.is_local and os.path.isdir(lake.root)
+    folder = tempfile.mkdtemp(prefix=SPILL_PREFIX, dir=lake.root if local else None)
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def limit_memory(con: duckdb.DuckDBPyConnection, config: MetricsConfig, temp_directory: str) -> None:
+    """Cap ``con`` at ``config.memory_limit`` (and ``config.threads``) and let it spill to
+    ``temp_directory``."""
+    con.execute("set memory_limit = ?", [config.memory_limit])
+    con.execute("set temp_directory = ?", [temp_directory])
+    if config.threads:
+        con.execute("set threads = ?", [config.threads])
+
+
+@contextmanager
+def metrics_connection(lake: Lake, config: MetricsConfig) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A :meth:`Lake.connect` connection under ``config``'s memory limit and spill folder,
+    closed (and an automatic spill folder removed) on exit."""
+    with spill_directory(config, lake) as folder:
+        con = lake.connect()
+        try:
+            limit_memory(con, config, folder)
+            yield con
+        finally:
+            con.close()

@@ -19,6 +19,11 @@ their declared dependencies, binds the parameters and writes the results:
   adds ``cm_score = -spoof_logit`` (ASVspoof direction, higher = bona fide). ASVspoof score
   files are converted at this edge (:func:`read_score_files`, :func:`export_scores`).
 
+* Memory: every connection runs under ``MetricsConfig.memory_limit`` and spills to
+  ``MetricsConfig.temp_directory`` (:func:`dfpipe.metric_tables.metrics_connection`); the SQL
+  sticks to operators DuckDB can spill (hash aggregates, joins, sorts) on the per-cell score
+  blocks, so the predictions may be many times larger than memory.
+
 Outputs of :func:`compute_metrics`: ``LAKE/metrics/<relation>.parquet`` for every table
 (and ``metric_params``), and ``LAKE/metrics.duckdb`` with the same tables plus the macros.
 Reading them back (:func:`dfpipe.metric_tables.attach_metrics`) is in the foundation
@@ -50,7 +55,10 @@ from dfpipe.metric_tables import (
     SqlModel,
     attach_metrics,
     fs_uri,
+    limit_memory,
     load_models,
+    metrics_connection,
+    spill_directory,
 )
 from dfpipe.publish import (
     ScoreRecord,
@@ -96,11 +104,14 @@ KEY_COLUMN_ALIASES: dict[str, str] = {
 
 @dataclass(frozen=True)
 class MetricsSummary:
-    """What :func:`compute_metrics` wrote: rows per table, where."""
+    """What :func:`compute_metrics` wrote: rows per table, where, and how much DuckDB spilled."""
 
     rows: dict[str, int]
     parquet_dir: str
     database: str
+    spilled_bytes: int = 0
+    """The most DuckDB held in its temp_directory after a model was built (0: everything
+    fit in memory_limit)."""
 
 
 def select_models(models: Iterable[SqlModel], targets: Iterable[str]) -> list[SqlModel]:
@@ -135,8 +146,11 @@ def build_models(
     con: duckdb.DuckDBPyConnection,
     config: MetricsConfig,
     models: Iterable[SqlModel] | None = None,
+    on_built: Callable[[SqlModel], None] | None = None,
 ) -> list[SqlModel]:
     """Create every model on ``con``, which must already have the lake's tables as views.
+
+    ``on_built`` is called after each model is created.
 
     Returns:
         The models built, in order.
@@ -151,6 +165,8 @@ def build_models(
             con.execute(_create_statement(model))
         except duckdb.Error as exc:
             raise DfpipeError(f"sql/{model.name}.sql failed: {exc}") from exc
+        if on_built is not None:
+            on_built(model)
     return built
 
 
@@ -252,28 +268,37 @@ def compute_metrics(lake_uri: str, config: MetricsConfig | None = None) -> Metri
 
     Args:
         lake_uri: lake root (folder or fsspec URL).
-        config: thresholds and DCF costs; defaults to :class:`MetricsConfig` ().
+        config: thresholds, DCF costs, memory limit and spill folder; defaults to
+            :class:`MetricsConfig` ().
 
     Returns:
         A :class:`MetricsSummary` with the row count of every table written.
     """
     config = config or MetricsConfig()
     lake = Lake(lake_uri)
-    con = lake.connect()
-    # the tables that need an order say so (order by); others may stream out of order
-    con.execute("set preserve_insertion_order = false")
-    models = build_models(con, config)
-    tables = [PARAMS_RELATION] + [m.name for m in models if m.materialized == "table"]
-    folder = f"{lake.root}/{METRICS_FOLDER}"
-    lake.fs.makedirs(folder, exist_ok=True)
-    rows = {}
-    for name in tables:
-        data = con.sql(f"select * from {name}").to_arrow_table()
-        rows[name] = data.num_rows
-        _write_parquet(lake, f"{folder}/{name}.parquet", data)
-    database = f"{lake.root}/{METRICS_DATABASE}"
-    _write_database(con, lake, database, tables, models)
-    return MetricsSummary(rows=rows, parquet_dir=fs_uri(lake, folder), database=fs_uri(lake, database))
+    with metrics_connection(lake, config) as con:
+        # the tables that need an order say so (order by); others may stream out of order
+        con.execute("set preserve_insertion_order = false")
+        spilled = [0]
+
+        def note_spill(_: SqlModel) -> None:
+            # tables that outgrew memory_limit stay in the temp files while they are read
+            held = con.execute("select coalesce(sum(size), 0) from duckdb_temporary_files()").fetchall()[0][0]
+            spilled[0] = max(spilled[0], int(held))
+
+        models = build_models(con, config, on_built=note_spill)
+        tables = [PARAMS_RELATION] + [m.name for m in models if m.materialized == "table"]
+        folder = f"{lake.root}/{METRICS_FOLDER}"
+        lake.fs.makedirs(folder, exist_ok=True)
+        rows = {}
+        for name in tables:
+            data = con.sql(f"select * from {name}").to_arrow_table()
+            rows[name] = data.num_rows
+            _write_parquet(lake, f"{folder}/{name}.parquet", data)
+        database = f"{lake.root}/{METRICS_DATABASE}"
+        _write_database(con, lake, database, tables, models)
+    return MetricsSummary(rows=rows, parquet_dir=fs_uri(lake, folder), database=fs_uri(lake, database),
+                          spilled_bytes=spilled[0])
 
 
 # -- ASVspoof score files ----------------------------------------------------------------
@@ -378,29 +403,30 @@ def evaluate_score_files(
 def _evaluate(predictions: pa.Table, config: MetricsConfig | None) -> dict[str, list[dict[str, object]]]:
     """:func:`evaluate_score_files` of ``predictions`` rows (run and dataset :data:`EVAL_RUN`)."""
     config = config or MetricsConfig()
-    con = duckdb.connect()
-    _register_tables(con, {
-        name: predictions if name == "predictions" else schema.empty_table() for name, schema in TABLES.items()
-    })
-    build_models(con, config, select_models(load_models(), EVAL_RELATIONS))
-    # groupings the key file filled (condition and corpus otherwise hold the placeholder)
-    shown = ["overall"] + [
-        column for column in sorted(set(KEY_COLUMN_ALIASES.values()))
-        if set(predictions.column(column).to_pylist()) - {None, EVAL_RUN}
-    ]
-    where = "where grouping in (select unnest(?::varchar[]))"
-    order = "order by grouping != 'overall', grouping, group_value"
-    return {
-        "score_metrics": _records(
-            con, f"select * exclude (run_id, epoch, dataset) from score_metrics {where} {order}", [shown]
-        ),
-        "threshold_metrics": _records(
-            con,
-            "select * exclude (run_id, epoch, dataset) from threshold_metrics "
-            f"{where} and policy in (select policy from headline_policy) {order}",
-            [shown],
-        ),
-    }
+    with spill_directory(config) as folder, duckdb.connect() as con:
+        limit_memory(con, config, folder)
+        _register_tables(con, {
+            name: predictions if name == "predictions" else schema.empty_table() for name, schema in TABLES.items()
+        })
+        build_models(con, config, select_models(load_models(), EVAL_RELATIONS))
+        # groupings the key file filled (condition and corpus otherwise hold the placeholder)
+        shown = ["overall"] + [
+            column for column in sorted(set(KEY_COLUMN_ALIASES.values()))
+            if set(predictions.column(column).to_pylist()) - {None, EVAL_RUN}
+        ]
+        where = "where grouping in (select unnest(?::varchar[]))"
+        order = "order by grouping != 'overall', grouping, group_value"
+        return {
+            "score_metrics": _records(
+                con, f"select * exclude (run_id, epoch, dataset) from score_metrics {where} {order}", [shown]
+            ),
+            "threshold_metrics": _records(
+                con,
+                "select * exclude (run_id, epoch, dataset) from threshold_metrics "
+                f"{where} and policy in (select policy from headline_policy) {order}",
+                [shown],
+            ),
+        }
 
 
 def export_scores(
@@ -424,12 +450,12 @@ def export_scores(
     Raises:
         DfpipeError: when the lake holds no such predictions.
     """
-    con = Lake(lake_uri).connect()
-    rows = con.execute(
-        "select clip_id, -spoof_logit, label from predictions "
-        "where run_id = ? and epoch = ? and dataset = ? order by clip_id",
-        [run_id, epoch, dataset],
-    ).fetchall()
+    with metrics_connection(Lake(lake_uri), MetricsConfig()) as con:
+        rows = con.execute(
+            "select clip_id, -spoof_logit, label from predictions "
+            "where run_id = ? and epoch = ? and dataset = ? order by clip_id",
+            [run_id, epoch, dataset],
+        ).fetchall()
     if not rows:
         raise DfpipeError(
             f"no predictions for run {run_id!r}, epoch {epoch}, dataset {dataset!r} in {lake_uri}"
@@ -509,36 +535,35 @@ def export_record(
             f"window policy {config.window_policy!r}: the lake's predictions are centre crops of "
             f"{audio.clip_seconds:g} s (AudioConfig.clip_seconds), so their record says centre-crop"
         )
-    con = Lake(lake_uri).connect()
-    key = [run_id, epoch, dataset]
-    rows = con.execute(
-        f"select {_RECORD_IDS[config.ids]} as uid, -p.spoof_logit, p.label from predictions p "
-        "left join clips c on c.clip_id = p.clip_id and c.corpus = p.corpus "
-        "where p.run_id = ? and p.epoch = ? and p.dataset = ? order by uid",
-        key,
-    ).fetchall()
-    if not rows:
-        raise DfpipeError(f"no predictions for run {run_id!r}, epoch {epoch}, dataset {dataset!r} in {lake_uri}")
-    if any(uid is None for uid, _, _ in rows):
-        raise DfpipeError("--ids path: some predictions have no clips row to take the path from")
-    check_utterance_ids(uid for uid, _, _ in rows)
-    if system is None:
-        found = con.execute("select arch from runs where run_id = ?", [run_id]).fetchone()
-        if found is None:
-            raise DfpipeError(f"run {run_id!r} has no runs row to name the system: give a system name")
-        system = found[0]
-    n_skipped = 0 if dataset == VAL_DATASET else con.execute(
-        """
-        with predicted as (
-            select distinct clip_id, corpus, split from predictions where run_id = ? and epoch = ? and dataset = ?
-        )
-        select count(*) from clips c
-        where exists (select 1 from predicted p where p.corpus = c.corpus and p.split is not distinct from c.split)
-          and not exists (select 1 from predicted p where p.clip_id = c.clip_id and p.corpus = c.corpus)
-        """,
-        key,
-    ).fetchone()[0]
-    con.close()
+    with metrics_connection(Lake(lake_uri), metrics_config or MetricsConfig()) as con:
+        key = [run_id, epoch, dataset]
+        rows = con.execute(
+            f"select {_RECORD_IDS[config.ids]} as uid, -p.spoof_logit, p.label from predictions p "
+            "left join clips c on c.clip_id = p.clip_id and c.corpus = p.corpus "
+            "where p.run_id = ? and p.epoch = ? and p.dataset = ? order by uid",
+            key,
+        ).fetchall()
+        if not rows:
+            raise DfpipeError(f"no predictions for run {run_id!r}, epoch {epoch}, dataset {dataset!r} in {lake_uri}")
+        if any(uid is None for uid, _, _ in rows):
+            raise DfpipeError("--ids path: some predictions have no clips row to take the path from")
+        check_utterance_ids(uid for uid, _, _ in rows)
+        if system is None:
+            found = con.execute("select arch from runs where run_id = ?", [run_id]).fetchone()
+            if found is None:
+                raise DfpipeError(f"run {run_id!r} has no runs row to name the system: give a system name")
+            system = found[0]
+        n_skipped = 0 if dataset == VAL_DATASET else con.execute(
+            """
+            with predicted as (
+                select distinct clip_id, corpus, split from predictions where run_id = ? and epoch = ? and dataset = ?
+            )
+            select count(*) from clips c
+            where exists (select 1 from predicted p where p.corpus = c.corpus and p.split is not distinct from c.split)
+              and not exists (select 1 from predicted p where p.clip_id = c.clip_id and p.corpus = c.corpus)
+            """,
+            key,
+        ).fetchone()[0]
 
     out = Path(out_dir)
     hf_dir = out / config.hf_folder

@@ -23,6 +23,11 @@
 --   block_candidates); the candidates are evaluated with the package's own formulas, so
 --   eer, min_dcf and their thresholds are the package's values exactly, however large the
 --   tied blocks.
+-- memory: one pass each way, so nothing large is held. the det curve (a window, which
+--   duckdb sorts and spills partition by partition) streams into the candidate points and
+--   then into one small aggregate per group; the threshold-free sums (act_dcf, cllr) are a
+--   second aggregate straight over the blocks. no cte is read twice, so none is
+--   materialised.
 create or replace macro asv_block_metrics(blocks) as table
     with
 
@@ -50,8 +55,19 @@ create or replace macro asv_block_metrics(blocks) as table
             params.p_target,
             params.c_miss,
             params.c_fa,
-            params.act_dcf_threshold,
         from asv_det_curve(blocks) as det_blocks  -- noqa: RF02
+        cross join params
+    ),
+
+    -- the blocks as given, for the sums that need no order
+    given_blocks as (
+        select
+            given_blocks.group_id,
+            given_blocks.cm_score,
+            given_blocks.is_spoof,
+            given_blocks.n_rows,
+            params.act_dcf_threshold,
+        from query_table(blocks) as given_blocks  -- noqa: RF02
         cross join params
     ),
 
@@ -100,34 +116,27 @@ create or replace macro asv_block_metrics(blocks) as table
         from block_ends
     ),
 
+    -- the points each block may hold a minimum at: its dcf candidate, its eer candidate or
+    -- the points around the crossing, and point 0 in the first block (a point listed twice
+    -- is evaluated twice, with equal results)
     candidate_points as (
         select
             *,
-            dcf_candidate as point_in_block,
-        from block_candidates
-        union all
-        select
-            *,
-            eer_candidate as point_in_block,
-        from block_candidates
-        where eer_candidate != dcf_candidate
-        union all
-        select
-            *,
             unnest(
-                range(
-                    greatest(floor(crossing)::bigint - 2, 1),
-                    least(floor(crossing)::bigint + 2, n_rows) + 1
-                )
+                [dcf_candidate]
+                || case when eer_candidate != dcf_candidate then [eer_candidate] else [] end
+                || case
+                    when eer_candidate is null and frr_first is not null and far_first is not null
+                        then
+                            range(
+                                greatest(floor(crossing)::bigint - 2, 1),
+                                least(floor(crossing)::bigint + 2, n_rows) + 1
+                            )
+                    else []
+                end
+                || case when is_first_block then [0] else [] end
             ) as point_in_block,
         from block_candidates
-        where eer_candidate is null and frr_first is not null and far_first is not null
-        union all
-        select
-            *,
-            0 as point_in_block,
-        from block_candidates
-        where is_first_block
     ),
 
     point_rates as (
@@ -175,8 +184,8 @@ create or replace macro asv_block_metrics(blocks) as table
     block_summary as (
         select
             group_id,
-            any_value(n_bonafide) as n_bonafide,
-            any_value(n_spoof) as n_spoof,
+            coalesce(sum(n_rows) filter (where not is_spoof), 0)::bigint as n_bonafide,
+            coalesce(sum(n_rows) filter (where is_spoof), 0)::bigint as n_spoof,
             any_value(act_dcf_threshold) as act_dcf_threshold,
             coalesce(
                 sum(n_rows) filter (where not is_spoof and cm_score < act_dcf_threshold), 0
@@ -185,10 +194,12 @@ create or replace macro asv_block_metrics(blocks) as table
                 sum(n_rows) filter (where is_spoof and cm_score >= act_dcf_threshold), 0
             ) as n_spoof_accepted,
             sum(n_rows * (greatest(-cm_score, 0.0) + ln(1.0 + exp(-abs(cm_score)))))
-            filter (where not is_spoof) / nullif(any_value(n_bonafide), 0) as bonafide_log_loss,
+            filter (where not is_spoof) / nullif(sum(n_rows) filter (where not is_spoof), 0)
+                as bonafide_log_loss,
             sum(n_rows * (greatest(cm_score, 0.0) + ln(1.0 + exp(-abs(cm_score)))))
-            filter (where is_spoof) / nullif(any_value(n_spoof), 0) as spoof_log_loss,
-        from det_blocks
+            filter (where is_spoof) / nullif(sum(n_rows) filter (where is_spoof), 0)
+                as spoof_log_loss,
+        from given_blocks
         group by group_id
     ),
 

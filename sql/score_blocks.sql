@@ -1,33 +1,23 @@
--- score_blocks: the labelled predictions of every group, aggregated into blocks of equal
--- score and label (the input of the per-group metrics: asv_block_metrics, threshold counts).
+-- score_blocks: the score blocks of every group (the input of the per-group det curve,
+-- asv_block_metrics in score_metrics).
 -- materialized: intermediate
--- depends_on: labelled_predictions, score_group_cells
+-- depends_on: score_cell_blocks, score_group_cells
 -- grain: one row per group per distinct (cm_score, is_spoof).
 -- conventions: groups as in score_group_cells (generator/family groups pool the bona fide
---   rows). n_rows = predictions in the block; p_spoof is a function of cm_score, so one value
---   per block. rows of one block are interchangeable for every metric (ties in the det curve
---   are broken by label only, see asv_det_curve), so nothing is lost; with tied scores the
---   blocks are far fewer than the rows. rows are aggregated per cell (by cell_id) before
---   they are spread over their groups, so each prediction is read once.
+--   rows). n_rows = predictions in the block. rows of one block are interchangeable for
+--   every metric (ties in the det curve are broken by label only, see asv_det_curve), so
+--   nothing is lost; with tied scores the blocks are far fewer than the rows. the cell
+--   blocks are spread over their groups here, so this is the largest relation of the
+--   metric sql (about the blocks times the groups a cell is in): it holds only what the det
+--   curve sorts, and threshold_metrics counts on the cell blocks instead.
 with
 
-scores as (
-    select * from labelled_predictions
+cell_blocks as (
+    select * from score_cell_blocks
 ),
 
 memberships as (
     select * from score_group_cells
-),
-
-cell_blocks as (
-    select
-        cell_id,
-        cm_score,
-        is_spoof,
-        any_value(p_spoof) as p_spoof,
-        count(*) as n_rows,
-    from scores
-    group by cell_id, cm_score, is_spoof
 ),
 
 group_cell_blocks as (
@@ -35,7 +25,6 @@ group_cell_blocks as (
         memberships.group_id,
         cell_blocks.cm_score,
         cell_blocks.is_spoof,
-        cell_blocks.p_spoof,
         cell_blocks.n_rows,
     from cell_blocks
     inner join memberships on cell_blocks.cell_id = memberships.cell_id
@@ -46,7 +35,6 @@ blocks as (
         group_id,
         cm_score,
         is_spoof,
-        any_value(p_spoof) as p_spoof,
         sum(n_rows)::bigint as n_rows,
     from group_cell_blocks
     group by group_id, cm_score, is_spoof
@@ -56,6 +44,5 @@ select
     group_id,
     cm_score,
     is_spoof,
-    p_spoof,
     n_rows,
 from blocks

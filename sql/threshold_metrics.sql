@@ -1,6 +1,7 @@
 -- threshold_metrics: confusion counts and threshold metrics per group and threshold policy.
 -- materialized: table
--- depends_on: headline_policy, score_blocks, score_groups, score_metrics
+-- depends_on: headline_policy, score_cell_blocks, score_cells, score_group_cells, score_groups
+-- depends_on: score_metrics
 -- grain: one row per run per epoch per dataset per grouping per group value per policy.
 -- conventions:
 --   positive class = spoof; sensitivity = recall = tp / (tp + fn); specificity =
@@ -15,6 +16,9 @@
 --   report (e.g. mcc 0, specificity 0 % for a run that predicts one class). without a
 --   threshold (policy 'val_eer' on a run with no val eer) nothing was decided: every
 --   metric is null.
+--   the counts add up over cells: each cell's blocks (score_cell_blocks) are counted once
+--   per policy, then the few cell counts are summed into every group holding the cell, so
+--   the per-group blocks are never read.
 with
 
 headline as (
@@ -22,7 +26,15 @@ headline as (
 ),
 
 blocks as (
-    select * from score_blocks
+    select * from score_cell_blocks
+),
+
+cells as (
+    select * from score_cells
+),
+
+memberships as (
+    select * from score_group_cells
 ),
 
 group_keys as (
@@ -38,11 +50,11 @@ val_eer_thresholds as (
     where dataset = 'val' and grouping = 'overall' and eer_threshold is not null
 ),
 
--- counted on score blocks (one row per group, score and label), then keyed: the long
+-- counted on score blocks (one row per cell, score and label), then per cell: the long
 -- per-row form is never built
-group_decisions as (
+cell_decisions as (
     select
-        blocks.group_id,
+        blocks.cell_id,
         blocks.is_spoof,
         blocks.n_rows,
         headline.policy,
@@ -53,7 +65,7 @@ group_decisions as (
     cross join headline
     union all
     select
-        blocks.group_id,
+        blocks.cell_id,
         blocks.is_spoof,
         blocks.n_rows,
         'val_eer' as policy,
@@ -61,16 +73,16 @@ group_decisions as (
         val_eer_thresholds.eer_threshold as threshold,
         blocks.cm_score <= val_eer_thresholds.eer_threshold as is_predicted_spoof,
     from blocks
-    inner join group_keys on blocks.group_id = group_keys.group_id
+    inner join cells on blocks.cell_id = cells.cell_id
     left join val_eer_thresholds
         on
-            group_keys.run_id = val_eer_thresholds.run_id
-            and group_keys.epoch = val_eer_thresholds.epoch
+            cells.run_id = val_eer_thresholds.run_id
+            and cells.epoch = val_eer_thresholds.epoch
 ),
 
-group_confusion as (
+cell_confusion as (
     select
-        group_id,
+        cell_id,
         policy,
         threshold_scale,
         any_value(threshold) as threshold,
@@ -81,8 +93,26 @@ group_confusion as (
         coalesce(sum(n_rows) filter (where not is_spoof and is_predicted_spoof), 0) as fp,
         coalesce(sum(n_rows) filter (where not is_spoof and not is_predicted_spoof), 0) as tn,
         coalesce(sum(n_rows) filter (where is_spoof and not is_predicted_spoof), 0) as fn,
-    from group_decisions
-    group by group_id, policy, threshold_scale
+    from cell_decisions
+    group by cell_id, policy, threshold_scale
+),
+
+group_confusion as (
+    select
+        memberships.group_id,
+        cell_confusion.policy,
+        cell_confusion.threshold_scale,
+        any_value(cell_confusion.threshold) as threshold,
+        sum(cell_confusion.n_rows) as n_rows,
+        sum(cell_confusion.n_bonafide) as n_bonafide,
+        sum(cell_confusion.n_spoof) as n_spoof,
+        sum(cell_confusion.tp) as tp,
+        sum(cell_confusion.fp) as fp,
+        sum(cell_confusion.tn) as tn,
+        sum(cell_confusion.fn) as fn,
+    from cell_confusion
+    inner join memberships on cell_confusion.cell_id = memberships.cell_id
+    group by memberships.group_id, cell_confusion.policy, cell_confusion.threshold_scale
 ),
 
 confusion as (

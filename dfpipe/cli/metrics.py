@@ -24,6 +24,11 @@ def metrics_config_options(func: Callable[..., Any]) -> Callable[..., Any]:
         "c_fa": "DCF cost of accepting spoof.",
         "bootstrap_samples": "Bootstrap replicates per dataset (cost ~ replicates x rows).",
         "bootstrap_seed": "Seed of the hash-based bootstrap draws.",
+        "memory_limit": "DuckDB memory limit (e.g. 6GB); past it DuckDB spills to --temp-directory. "
+                        "Default: half the physical memory.",
+        "temp_directory": "Folder DuckDB spills to. Default: a fresh folder in a local lake's root "
+                          "(the system temporary folder for a remote lake), removed afterwards.",
+        "threads": "DuckDB threads (0: one per core); fewer threads leave more memory to the data.",
     }
     names = [f.name for f in fields(MetricsConfig)]
 
@@ -38,7 +43,7 @@ def metrics_config_options(func: Callable[..., Any]) -> Callable[..., Any]:
     for name in reversed(names):
         value = getattr(defaults, name)
         wrapper = click.option(
-            f"--{name.replace('_', '-')}", type=type(value), default=value, show_default=True,
+            f"--{name.replace('_', '-')}", type=type(value), default=value, show_default=value != "",
             help=help_texts.get(name),
         )(wrapper)
     return wrapper
@@ -52,11 +57,13 @@ def metrics(lake: str, config: MetricsConfig) -> None:
     """Compute every metric table (sql/*.sql) over the lake's predictions.
 
     Writes LAKE/metrics/<table>.parquet and LAKE/metrics.duckdb (open it with the duckdb
-    CLI, or use `dfpipe query`). See docs/metrics.md for the tables and conventions.
+    CLI, or use `dfpipe query`). See docs/metrics.md for the tables and conventions, and
+    for --memory-limit / --temp-directory on large lakes.
 
     \b
     Example:
       dfpipe metrics --lake lake
+      dfpipe metrics --lake lake --memory-limit 6GB --temp-directory /scratch/spill
       dfpipe query --lake lake "select * from leaderboard"
     """
     from dfpipe.metrics import compute_metrics
@@ -66,3 +73,6 @@ def metrics(lake: str, config: MetricsConfig) -> None:
     for name, rows in summary.rows.items():
         click.echo(f"  {name:<{width}}  {rows:>9,} rows")
     click.echo(f"wrote {len(summary.rows)} tables to {summary.parquet_dir}/ and {summary.database}")
+    if summary.spilled_bytes:
+        click.echo(f"DuckDB spilled up to {summary.spilled_bytes / 2**20:,.0f} MiB past --memory-limit "
+                   f"{config.memory_limit} to its temp directory")
