@@ -13,6 +13,14 @@ computes features on the inference device and runs the model in batches of ``bat
 -> per file: centre-crop logit, mean and max window logit -> every ``files_per_part`` files
 one Parquet part is committed (:func:`dfpipe.lake.atomic_write`). A re-run skips every file
 already in ``OUT`` (scored or rejected), so a killed run resumes where it stopped.
+
+Hostile files: workers decode in the decoder sandbox (:mod:`dfpipe.audio_io`), so a file
+that crashes or hangs the decoder is one ``rejects`` row (``decoder_crashed``,
+``decoder_timeout``), as are NaN/Inf samples, constant audio, files under
+``ScoreConfig.min_duration_s`` and symbolic links to nothing or to themselves. A file longer
+than ``ScoreConfig.max_in_memory_s`` is never held whole: the worker counts its samples,
+then this process decodes it again and scores its windows as they stream
+(:func:`streamed_rows`), so an hours-long file costs one batch of memory.
 """
 
 from __future__ import annotations
@@ -32,7 +40,7 @@ import pyarrow.parquet as pq
 import torch
 
 from dfpipe import checkpoints
-from dfpipe.audio_io import decode
+from dfpipe.audio_io import check_signal, decode_chunks
 from dfpipe.config import AudioConfig, FrontendConfig, ScoreConfig
 from dfpipe.devices import DeviceContext, select_device
 from dfpipe.errors import DfpipeError, RejectedInput
@@ -42,7 +50,7 @@ from dfpipe.models import Batch, Detector, dataclass_from_dict
 from dfpipe.predictions import spoof_logits
 from dfpipe.progress import Progress
 from dfpipe.schemas import ARCHIVE_SCORES
-from dfpipe.stage_kit import Executor, reject_row, rejects_table
+from dfpipe.stage_kit import Executor, as_source_uri, local_path, reject_row, rejects_table
 
 STAGE = "score-archive"
 """``rejects.stage`` of archive scoring."""
@@ -68,35 +76,63 @@ class DecodedFile:
     """A worker's answer for one file: the waveform, or why there is none."""
 
     path: str
-    wave: np.ndarray | None = None  # float32 mono at the detector's sample rate
-    reason: str = ""
+    wave: np.ndarray | None = None  # float32 mono at the detector's sample rate; None: too long to hold
+    samples: int = 0  # its length at that rate
+    reason: str = ""  # set when rejected
     detail: str = ""
 
 
 def expand_paths(paths_or_globs: Iterable[str]) -> list[str]:
     """Absolute paths, sorted and unique: folders are searched recursively for files, glob
     patterns are expanded (``**`` too), other entries are kept as given (a missing file is
-    then rejected, not silently dropped)."""
+    then rejected, not silently dropped). Each is a lake string
+    (:func:`dfpipe.stage_kit.as_source_uri`: a name that is not UTF-8 becomes a ``file://`` URI
+    of its bytes, so it is scored and written like any other)."""
     found: set[str] = set()
     for item in paths_or_globs:
         if os.path.isdir(item):
-            found.update(str(p) for p in Path(item).rglob("*") if p.is_file())
+            found.update(str(p) for p in Path(item).rglob("*") if p.is_file() or _broken_link(p))
         elif glob.has_magic(item):
-            found.update(p for p in glob.glob(item, recursive=True) if os.path.isfile(p))
+            found.update(p for p in glob.glob(item, recursive=True) if os.path.isfile(p) or _broken_link(Path(p)))
         else:
             found.add(item)
-    return sorted(os.path.abspath(p) for p in found)
+    return sorted(as_source_uri(os.path.abspath(p)) for p in found)
 
 
-def decode_files(paths: Sequence[str], sample_rate: int) -> list[DecodedFile]:
-    """Decode each file to mono float32 at ``sample_rate`` (the Dask task of score-archive)."""
-    out = []
-    for path in paths:
-        try:
-            out.append(DecodedFile(path, decode(path, sample_rate)))
-        except RejectedInput as exc:
-            out.append(DecodedFile(path, reason=exc.reason, detail=exc.detail))
-    return out
+def _broken_link(path: Path) -> bool:
+    """A symbolic link to nothing (or to itself): listed, so it gets a reject row."""
+    return path.is_symlink() and not path.exists()
+
+
+def decode_files(paths: Sequence[str], sample_rate: int, config: ScoreConfig | None = None) -> list[DecodedFile]:
+    """Decode each file to mono float32 at ``sample_rate`` in the decoder sandbox (the Dask
+    task of score-archive): a file that crashes or hangs the decoder is that file's reject.
+
+    A file longer than ``config.max_in_memory_s`` comes back with its length only (``wave``
+    ``None``); :func:`score_archive` streams it. Rejects: the decoder's reasons
+    (:func:`dfpipe.audio_io.probe`), ``too_short`` and ``constant_signal``
+    (:func:`dfpipe.audio_io.check_signal`, on the decoded mono samples).
+    """
+    config = config or ScoreConfig()
+    return [_decode_file(path, sample_rate, config) for path in paths]
+
+
+def _decode_file(path: str, sample_rate: int, config: ScoreConfig) -> DecodedFile:
+    held: list[np.ndarray] | None = []
+    samples, low, high = 0, np.inf, -np.inf
+    try:
+        for block in decode_chunks(local_path(path), sample_rate, config=config.decode, isolated=True):
+            samples += block.shape[0]
+            if block.size:
+                low, high = min(low, float(block.min())), max(high, float(block.max()))
+            if held is not None:
+                held.append(block)
+                if samples > config.max_in_memory_s * sample_rate:
+                    held = None  # too long to hold: count it here, stream it in score_archive
+        check_signal(samples / sample_rate, low, high, config.min_duration_s, config.decode)
+    except RejectedInput as exc:
+        return DecodedFile(path, reason=exc.reason, detail=exc.detail)
+    return DecodedFile(path, None if held is None else np.concatenate(held), samples=samples)
 
 
 def clip_rows(wave: np.ndarray, hop_s: float, audio: AudioConfig) -> np.ndarray:
@@ -108,6 +144,38 @@ def clip_rows(wave: np.ndarray, hop_s: float, audio: AudioConfig) -> np.ndarray:
     """
     centre = peak_normalize(fit_length(wave, audio.clip_samples))
     return np.stack([centre, *(window for _, window in windows(wave, hop_s, audio))])
+
+
+def streamed_rows(blocks: Iterable[np.ndarray], samples: int, hop_s: float, audio: AudioConfig
+                  ) -> Iterator[tuple[bool, np.ndarray]]:
+    """The rows of :func:`clip_rows` for a file of ``samples`` samples decoded as ``blocks``,
+    as ``(is_centre, row)`` in the order the audio passes, holding only the samples the next
+    row needs (one clip plus one block), whatever the file's length.
+
+    Raises:
+        RejectedInput: ``decoder_error`` when the blocks end before ``samples``.
+    """
+    size, rate = audio.clip_samples, audio.sample_rate
+    hop = max(1, round(hop_s * rate))
+    starts = list(range(0, max(samples - size, 0) + 1, hop))  # as frontend.windows
+    if samples > size and starts[-1] + size < samples:
+        starts.append(samples - size)
+    wanted = sorted([(start, False) for start in starts] + [(max(samples - size, 0) // 2, True)])
+    held, held_from, index = np.zeros(0, np.float32), 0, 0
+    for block in blocks:
+        held = np.concatenate([held, block])
+        while index < len(wanted) and wanted[index][0] + size <= held_from + held.shape[0]:
+            start, is_centre = wanted[index]
+            yield is_centre, peak_normalize(held[start - held_from:start - held_from + size].copy())
+            index += 1
+        keep = wanted[index][0] if index < len(wanted) else held_from + held.shape[0]
+        held, held_from = held[keep - held_from:], keep
+    while index < len(wanted) and held_from + held.shape[0] >= samples:  # a file shorter than a clip
+        start, is_centre = wanted[index]
+        yield is_centre, peak_normalize(fit_length(held[start - held_from:], size))
+        index += 1
+    if index < len(wanted):
+        raise RejectedInput("decoder_error", f"the second decode ended before the {samples} samples of the first")
 
 
 class Inference:
@@ -164,7 +232,8 @@ def score_archive(
         raise DfpipeError(f"no file matches {list(paths_or_globs)}")
     done = _listed(out)
     todo = [p for p in files if p not in done]
-    ctx = select_device(config.device, amp=config.amp, cpu_threads=config.cpu_threads)
+    ctx = select_device(config.device, amp=config.amp, amp_dtypes=config.amp_dtypes,
+                        cpu_threads=config.cpu_threads)
     model, meta = checkpoints.load_model(checkpoint, ctx.device)
     frontend = dataclass_from_dict(FrontendConfig, meta["frontend_config"])
     inference = Inference(model, frontend, ctx, config.batch_size)
@@ -204,13 +273,20 @@ def score_archive(
     tasks = [todo[i:i + config.files_per_task] for i in range(0, len(todo), config.files_per_task)]
     with Progress(progress, unit="files", rate=True) as bar:
         bar.update(_PHASE, 0, len(todo))
-        for decoded in bounded_map(lambda chunk: decode_files(chunk, frontend.audio.sample_rate),
+        for decoded in bounded_map(lambda chunk: decode_files(chunk, frontend.audio.sample_rate, config),
                                    tasks, executor, config.max_in_flight):
             for item in decoded:
-                if item.wave is None:
+                if not item.reason and item.wave is None:  # too long to hold: stream it here
+                    try:
+                        scored.append({**score_streamed(item.path, item.samples, inference, config,
+                                                        frontend.audio), **tag})
+                        totals["audio_s"] += item.samples / frontend.audio.sample_rate
+                    except RejectedInput as exc:
+                        item = DecodedFile(item.path, reason=exc.reason, detail=exc.detail)
+                if item.reason:
                     rejected.append(reject_row(STAGE, item.path, item.reason, item.detail))
                     all_rejects.append((item.path, f"{item.reason}: {item.detail}"))
-                else:
+                elif item.wave is not None:
                     pending.append((item.path, len(item.wave) / frontend.audio.sample_rate,
                                     clip_rows(item.wave, config.hop_s, frontend.audio)))
                     if sum(len(rows) for _, _, rows in pending) >= config.batch_size:
@@ -228,6 +304,36 @@ def score_archive(
     for path, why in all_rejects:
         log(f"rejected {path}: {why}")
     return summary
+
+
+def score_streamed(path: str, samples: int, inference: Inference, config: ScoreConfig,
+                   audio: AudioConfig) -> dict[str, Any]:
+    """Score a file too long to hold (:data:`ScoreConfig.max_in_memory_s`): decode it again in
+    the sandbox and run the model on :func:`streamed_rows` a batch at a time, keeping only the
+    centre logit and the windows' running sum and maximum. Same row as an in-memory file."""
+    centre, total, peak, count = 0.0, 0.0, -np.inf, 0
+    batch: list[tuple[bool, np.ndarray]] = []
+
+    def flush() -> None:
+        nonlocal centre, total, peak, count
+        if batch:
+            logits = inference.logits(np.stack([row for _, row in batch]))
+            for (is_centre, _), logit in zip(batch, logits, strict=True):
+                if is_centre:
+                    centre = float(logit)
+                else:
+                    total, peak, count = total + float(logit), max(peak, float(logit)), count + 1
+            batch.clear()
+
+    blocks = decode_chunks(local_path(path), audio.sample_rate, config=config.decode, isolated=True)
+    for row in streamed_rows(blocks, samples, config.hop_s, audio):
+        batch.append(row)
+        if len(batch) >= config.batch_size:
+            flush()
+    flush()
+    return {"path": path, "duration_s": samples / audio.sample_rate, "n_windows": count,
+            "spoof_logit_center": centre, "spoof_logit_window_mean": total / count,
+            "spoof_logit_window_max": peak}
 
 
 def bounded_map(fn: Callable[[Any], Any], items: Sequence[Any], executor: Executor | None,

@@ -20,6 +20,7 @@ Encoding and reading back live in :mod:`dfpipe.feature_table` (trainers use
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,6 +44,7 @@ from dfpipe.stage_kit import (
     reject_row,
     rejects_table,
     shard_committed,
+    split_filter,
 )
 
 STAGE = "features"
@@ -67,10 +69,11 @@ def _source_table(condition: str) -> tuple[str, str, ds.Expression | None]:
     return "audio", "audio_bytes", ds.field("condition") == condition
 
 
-def plan_features(lake_uri: str, corpus: str, condition: str, config: FeaturesConfig | None = None
-                  ) -> list[FeatureShard]:
+def plan_features(lake_uri: str, corpus: str, condition: str, config: FeaturesConfig | None = None, *,
+                  splits: Iterable[str] | None = None) -> list[FeatureShard]:
     """Shards of the clips of (corpus, condition) with no features row at this front-end version
-    and no ``features`` rejects row yet.
+    and no ``features`` rejects row yet; ``splits``: only clips of these ``clips.split`` values
+    (``None``: every clip; a later call with more splits plans only the clips still missing).
 
     Raises:
         ConfigError: bad condition name, or no audio for it (run ``dfpipe condition`` first).
@@ -80,14 +83,20 @@ def plan_features(lake_uri: str, corpus: str, condition: str, config: FeaturesCo
     lake = Lake(lake_uri)
     partition = {"corpus": corpus}
     table, _, where = _source_table(condition)
-    available = lake.read(table, columns=["clip_id"], partition=partition, filter=where).column("clip_id")
-    if len(available) == 0:
+    available = set(lake.read(table, columns=["clip_id"], partition=partition, filter=where).column("clip_id")
+                    .to_pylist())
+    if splits is not None:  # the audio table has no split: the clips table says which clips
+        available &= set(lake.read("clips", columns=["clip_id"], partition=partition,
+                                   filter=split_filter(splits)).column("clip_id").to_pylist())
+    if not available:
         hint = "`dfpipe ingest`" if condition == RAW_CONDITION else f"`dfpipe condition --conditions {condition}`"
-        raise ConfigError(f"no audio for corpus {corpus!r} condition {condition!r} in {lake.uri}: run {hint} first")
+        where_split = "" if splits is None else f" split(s) {', '.join(sorted(set(splits))) or '(none)'}"
+        raise ConfigError(f"no audio for corpus {corpus!r} condition {condition!r}{where_split} in {lake.uri}: "
+                          f"run {hint}{'' if splits is None else ' for those splits'} first")
     version = config.frontend.version
     done = committed(lake, "features", STAGE, partition, condition=condition,
                      made_filter=ds.field("frontend_version") == version).keys()
-    pending = sorted(set(available.to_pylist()) - done)
+    pending = sorted(available - done)
     return [
         FeatureShard(lake_uri, corpus, condition,
                      stable_id(STAGE, corpus, condition, version, *pending[i:i + config.clips_per_shard]),
@@ -154,11 +163,20 @@ def feature_shard(shard: FeatureShard, config: FeaturesConfig | None = None) -> 
                     STAGE, source if shard.condition == RAW_CONDITION else f"audio:{clip_id}", exc.reason,
                     exc.detail, corpus=shard.corpus, clip_id=clip_id, condition=shard.condition))
     # Either shard marks this shard as done (see dfpipe.stage_kit.shard_committed).
+    if ids:
+        mel, lfcc = compute_features(np.stack(waves), frontend, config.batch_size)
+        # The inputs are finite (decode rejects NaN/Inf), so a non-finite feature is a front-end
+        # fault on that clip: its reject, never a row that would poison a training batch.
+        finite = np.isfinite(mel).all(axis=(1, 2, 3)) & np.isfinite(lfcc).all(axis=(1, 2))
+        rejects.extend(reject_row(STAGE, f"audio:{clip_id}", "non_finite_features",
+                                  "the front end gave NaN or infinite values", corpus=shard.corpus,
+                                  clip_id=clip_id, condition=shard.condition)
+                       for clip_id, ok in zip(ids, finite, strict=True) if not ok)
+        ids, mel, lfcc = [i for i, ok in zip(ids, finite, strict=True) if ok], mel[finite], lfcc[finite]
     if rejects:
         lake.write_shard("rejects", rejects_table(rejects), shard=shard.shard_id, partition=partition,
                          mode="overwrite")
     if ids:
-        mel, lfcc = compute_features(np.stack(waves), frontend, config.batch_size)
         n = len(ids)
         rows = pa.table({
             "clip_id": ids, "corpus": [shard.corpus] * n, "condition": [shard.condition] * n,
@@ -172,15 +190,16 @@ def feature_shard(shard: FeatureShard, config: FeaturesConfig | None = None) -> 
 
 
 def run_features(lake_uri: str, corpus: str, condition: str, config: FeaturesConfig | None = None, *,
-                 executor: Executor | None = None) -> StageSummary:
+                 executor: Executor | None = None, splits: Iterable[str] | None = None) -> StageSummary:
     """Plan and compute every missing features row of (corpus, condition) (no Prefect needed).
 
     Args:
         executor: ``None`` (here) or anything with ``submit`` (a Dask Client).
+        splits: only clips of these splits (``None``: every clip), :func:`plan_features`.
 
     Example:
         >>> run_features("lake", "demo", "mp3_128k")                   # doctest: +SKIP
     """
     config = config or FeaturesConfig()
-    shards = plan_features(lake_uri, corpus, condition, config)
+    shards = plan_features(lake_uri, corpus, condition, config, splits=splits)
     return StageSummary.total(map_shards(functools.partial(feature_shard, config=config), shards, executor))

@@ -11,6 +11,8 @@ Plain functions, no Prefect (:mod:`dfpipe.flows.ingest` wires them):
 3. :func:`ingest` runs both with ``executor=None`` or a Dask ``Client``.
 
 ``clip_id = stable_id(corpus, sha256(bytes))``, so a clip's id never depends on its path.
+Sources are lake strings (:attr:`dfpipe.corpora.CorpusItem.source`): a file name that is not
+UTF-8 is a ``file://`` URI of its exact bytes, read, hashed and probed like any other file.
 A killed run loses only its uncommitted shards; re-running re-plans exactly the sources
 still missing and ends with the same rows as an uninterrupted run (shard files may be cut
 differently; the tables' rows are identical).
@@ -37,7 +39,15 @@ from dfpipe.errors import ConfigError, RejectedInput
 from dfpipe.lake import Lake, check_name, stable_id
 from dfpipe.parquet_source import is_row_uri
 from dfpipe.schemas import CLIPS
-from dfpipe.stage_kit import Executor, committed, map_shards, read_source, reject_row, rejects_table
+from dfpipe.stage_kit import (
+    Executor,
+    committed,
+    local_path,
+    map_shards,
+    read_source,
+    reject_row,
+    rejects_table,
+)
 
 STAGE = "ingest"
 DEFAULT_CONFIG = IngestConfig()
@@ -324,11 +334,12 @@ def _content_ids(corpus: str, items: list[CorpusItem], *, hash_all: bool) -> dic
         if item.size_bytes is not None:
             size = item.size_bytes
         else:
+            path = local_path(item.source)
             try:
-                stat = os.stat(item.source)
+                stat = os.stat(path)
             except OSError:
                 continue  # ingest_shard turns it into a reject with the reason
-            if not Path(item.source).is_file():
+            if not Path(path).is_file():
                 continue
             size = stat.st_size
         if size > 0:
@@ -347,7 +358,7 @@ def _content_ids(corpus: str, items: list[CorpusItem], *, hash_all: bool) -> dic
 def _sha256_source(source: str) -> str:
     if is_row_uri(source):
         return hashlib.sha256(read_source(source)).hexdigest()
-    return _sha256_file(source)
+    return _sha256_file(local_path(source))
 
 
 def _sha256_file(path: str) -> str:
@@ -359,10 +370,7 @@ def _sha256_file(path: str) -> str:
 
 
 def _clip_row(corpus: str, item: CorpusItem, data: bytes, sha: str, config: IngestConfig) -> dict[str, object]:
-    info = probe(data)
-    if info.duration_s < config.min_duration_s:
-        raise RejectedInput(
-            "too_short", f"{info.duration_s:.3f} s of audio, under the {config.min_duration_s} s minimum")
+    info = probe(data, min_duration_s=config.min_duration_s, config=config.decode, isolated=True)
     return {
         "clip_id": stable_id(corpus, sha), "corpus": corpus, "split": item.split, "label": item.label,
         "generator": item.generator, "family": item.family, "speaker": item.speaker,
@@ -371,5 +379,6 @@ def _clip_row(corpus: str, item: CorpusItem, data: bytes, sha: str, config: Inge
         "sample_rate": info.sample_rate, "channels": info.channels, "size_bytes": len(data),
         "content_sha256": sha, "attributes": sorted(item.attributes.items()),
         "decoder": DECODER, "decoder_version": _DECODER_VERSION,
+        "truncated": info.truncated, "truncation": info.truncation or None,
     }
 

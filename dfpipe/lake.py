@@ -11,10 +11,13 @@ The ``key=value`` folders only organise files (by corpus, run...); every column 
 in the files themselves, so readers never infer columns from paths.
 
 Writes are atomic: a shard is written to a temporary name that no reader globs
-(``*.parquet.tmp-<pid>``) and renamed into place, so a killed run leaves either the whole
-shard or nothing. :func:`atomic_write` is that commit, and the one every file the pipeline
-writes (shards, checkpoints, metrics, manifests) goes through; :data:`KILL_AFTER_COMMITS_ENV`
-makes it SIGKILL its process right after the N-th commit, for crash-consistency tests.
+(``*.parquet.tmp-<pid>-<random>``, see :func:`is_temporary`) and renamed into place, so a
+killed run leaves either the whole shard or nothing. :func:`atomic_write` is that commit, and
+the one every file the pipeline writes (shards, checkpoints, metrics, manifests) goes
+through. Two test hooks SIGKILL its process at a chosen commit, for the crash-consistency
+tests: :data:`KILL_AFTER_COMMITS_ENV` right after the N-th commit (a kill *at* a commit
+boundary), :data:`KILL_BEFORE_COMMIT_ENV` after the N-th temporary file is written but before
+it is renamed (a kill *between* commits, leaving an orphan temporary file behind).
 """
 
 from __future__ import annotations
@@ -41,13 +44,37 @@ _SAFE_SEGMENT = re.compile(r"^[A-Za-z0-9._-]+$")
 
 KILL_AFTER_COMMITS_ENV = "DFPIPE_KILL_AFTER_COMMITS"
 """Test hook: ``N`` makes :func:`atomic_write` SIGKILL its process right after its N-th commit."""
+KILL_BEFORE_COMMIT_ENV = "DFPIPE_KILL_BEFORE_COMMIT"
+"""Test hook: ``N`` makes :func:`atomic_write` SIGKILL its process on its N-th commit, once the
+temporary file is whole and before it is renamed into place."""
+TEMPORARY_INFIX = ".tmp-"
+"""Marks a temporary name: ``<final>.tmp-<pid>-<random>`` (never ends like a committed file)."""
 _commits = 0
+
+
+def is_temporary(path: str) -> bool:
+    """True for a name :func:`atomic_write` writes before its rename (what a killed writer
+    may leave behind; no reader of the lake lists it, and it may be deleted whenever no
+    writer runs)."""
+    return TEMPORARY_INFIX in path.rsplit("/", 1)[-1]
+
+
+def commit_count() -> int:
+    """Commits :func:`atomic_write` made in this process (what the kill hooks count)."""
+    return _commits
+
+
+def _kill_at(hook: str, commit: int) -> None:
+    """SIGKILL this process when the environment variable ``hook`` is set to ``commit`` or less."""
+    value = os.environ.get(hook)
+    if value and commit >= int(value):
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def atomic_write(final: str, write: Callable[[str], object], fs: fsspec.AbstractFileSystem | None = None) -> str:
     """Run ``write(tmp)`` on a temporary path next to ``final``, then rename it into place.
 
-    The temporary name (``<final>.tmp-<pid>-<random>``) is one no reader looks for, so a
+    The temporary name (``<final>.tmp-<pid>-<random>``, :func:`is_temporary`) is one no reader looks for, so a
     killed writer leaves either the whole file under ``final`` or nothing; a temporary file
     left by a failed ``write`` is removed. Local files are renamed with :func:`os.replace`
     (atomic on POSIX), others with ``fs.mv`` (object stores: the temp key is invisible to globs).
@@ -62,9 +89,10 @@ def atomic_write(final: str, write: Callable[[str], object], fs: fsspec.Abstract
     """
     global _commits
     fs = fs or fsspec.filesystem("file")
-    tmp = f"{final}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    tmp = f"{final}{TEMPORARY_INFIX}{os.getpid()}-{uuid.uuid4().hex[:8]}"
     try:
         write(tmp)
+        _kill_at(KILL_BEFORE_COMMIT_ENV, _commits + 1)
         if "file" in _protocols(fs):
             os.replace(tmp, final)  # atomic on POSIX
         else:
@@ -73,9 +101,7 @@ def atomic_write(final: str, write: Callable[[str], object], fs: fsspec.Abstract
         if fs.exists(tmp):
             fs.rm(tmp)
     _commits += 1
-    kill_after = os.environ.get(KILL_AFTER_COMMITS_ENV)
-    if kill_after and _commits >= int(kill_after):
-        os.kill(os.getpid(), signal.SIGKILL)
+    _kill_at(KILL_AFTER_COMMITS_ENV, _commits)
     return final
 
 
@@ -83,13 +109,15 @@ def stable_id(*parts: str | bytes, length: int = 32) -> str:
     """A deterministic hex id of ``parts`` (sha256, truncated to ``length`` hex digits).
 
     Parts are length-prefixed before hashing so ``("ab", "c")`` and ``("a", "bc")`` differ.
+    A string is hashed as its bytes on disk (``surrogateescape``, as ``os.fsencode``), so a file
+    name that is not valid UTF-8 has an id too, distinct from every other name.
 
     >>> stable_id("corpus", "file.wav", length=8)
     '6c9b300f'
     """
     digest = hashlib.sha256()
     for part in parts:
-        data = part.encode() if isinstance(part, str) else part
+        data = part.encode("utf-8", "surrogateescape") if isinstance(part, str) else part
         digest.update(len(data).to_bytes(8, "little"))
         digest.update(data)
     return digest.hexdigest()[:length]
@@ -159,7 +187,7 @@ class Lake:
         base = self.table_path(table, partition)
         if not self.fs.exists(base):
             return []
-        return sorted(p for p in self.fs.find(base) if p.endswith(".parquet"))
+        return sorted(p for p in self.fs.find(base) if p.endswith(".parquet") and not is_temporary(p))
 
     # -- writing -------------------------------------------------------------------------
     def write_shard(

@@ -42,6 +42,10 @@ CLIPS = pa.schema(
         # NULL in rows written before these columns existed.
         pa.field("decoder", _str),
         pa.field("decoder_version", _str),
+        # Decoding failed midway, or the header declares much more audio than decodes
+        # (dfpipe.audio_io.probe); truncation says what showed it. NULL in older rows.
+        pa.field("truncated", pa.bool_()),
+        pa.field("truncation", _str),
     ],
     metadata={"grain": "one row per distinct audio file of a corpus"},
 )
@@ -240,3 +244,25 @@ TABLES.update({
     "diagnostics_summary": DIAGNOSTICS_SUMMARY,
     "diagnostics_linearity": DIAGNOSTICS_LINEARITY,
 })
+
+# -- calibration (dfpipe.calibration) -------------------------------------------------------
+CALIBRATIONS = pa.schema(
+    [
+        pa.field("run_id", _str, nullable=False),
+        pa.field("epoch", pa.int32(), nullable=False),
+        pa.field("fitted_on", _str, nullable=False),  # the predictions.dataset it was fitted on (dev set)
+        # spoof LLR = slope * spoof_logit + intercept (natural log, higher = more spoof)
+        pa.field("slope", pa.float64(), nullable=False),
+        pa.field("intercept", pa.float64(), nullable=False),
+        pa.field("prior", pa.float64(), nullable=False),  # spoof prior of the prior-weighted fit
+        pa.field("n_bonafide", pa.int64(), nullable=False),
+        pa.field("n_spoof", pa.int64(), nullable=False),
+        pa.field("calibration_uri", _str),  # the JSON beside the checkpoint; NULL for a run without one
+    ],
+    metadata={
+        "grain": "one row per run per epoch per dev set (`dfpipe calibrate`; a refit replaces its row)",
+        "score_direction": "slope * spoof_logit + intercept: a spoof LLR, higher = more spoof",
+    },
+)
+
+TABLES.update({"calibrations": CALIBRATIONS})

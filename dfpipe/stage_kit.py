@@ -6,10 +6,13 @@ The pieces every stage shares live here, once:
 
 - :class:`StageSummary`: what a shard or a run wrote (shards, rows, rejects);
 - :func:`read_source`: the bytes of a source file, with the one set of reject reasons
-  (``missing``, ``not_a_file``, ``unreadable``);
+  (``missing``, ``not_a_file``, ``unreadable``); :func:`as_source_uri` / :func:`local_path`: a
+  file name that is not valid UTF-8 as a lake string and back, exactly; :func:`printable`:
+  such names shown escaped;
 - :func:`reject_row` and :func:`rejects_table`: ``rejects`` rows (:data:`dfpipe.schemas.REJECTS`);
 - :func:`committed`: what is done, i.e. the stage's output rows ∪ its ``rejects`` rows, for planning;
 - :func:`shard_committed`: the guard a shard checks before doing any work;
+- :func:`split_filter`: only the clips of some splits (the splits a study reads);
 - :class:`Executor` and :func:`map_shards`: running shard functions here, on a Dask
   ``Client`` or on a ``concurrent.futures`` pool (lhotse style).
 
@@ -20,6 +23,9 @@ Atomic writing itself is :func:`dfpipe.lake.atomic_write` (through
 from __future__ import annotations
 
 import concurrent.futures
+import os
+import re
+import urllib.parse
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,10 +64,59 @@ class StageSummary:
 # -- reading sources -------------------------------------------------------------------
 
 
+FILE_SCHEME = "file://"
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
+"""C0 controls and DEL: never part of a file name a corpus means (a NUL cannot even be one)."""
+
+
+def as_source_uri(path: str) -> str:
+    r"""``path`` as a lake string (``source_uri`` columns): itself when it is valid UTF-8 without
+    control characters, else a ``file://`` URI of its exact bytes, percent-encoded.
+
+    Arrow strings must be UTF-8, and a file name on disk is bytes (Python holds the bytes that
+    are not UTF-8 as surrogates, ``os.fsdecode``); the URI keeps every byte, so
+    :func:`local_path` gives the same file back. Idempotent (a URI is returned as it is).
+
+    >>> as_source_uri("/c/fake/caf\udce9.wav"), as_source_uri("/c/real/a.wav")
+    ('file:///c/fake/caf%E9.wav', '/c/real/a.wav')
+    """
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        pass
+    else:
+        if not CONTROL_CHARACTERS.search(path):
+            return path
+    return FILE_SCHEME + urllib.parse.quote(os.fsencode(path), safe="/")
+
+
+def local_path(uri: str) -> str:
+    """The OS path of a local source (a path, or a ``file://`` URI, percent-decoded to its
+    exact bytes): the inverse of :func:`as_source_uri`; other URIs are returned as they are."""
+    if not uri.startswith(FILE_SCHEME):
+        return uri
+    return os.fsdecode(urllib.parse.unquote_to_bytes(uri.removeprefix(FILE_SCHEME)))
+
+
+def printable(text: str) -> str:
+    r"""``text`` for people and for Arrow strings: bytes that are not UTF-8 and control
+    characters backslash-escaped (``caf\xe9.wav``, ``a\x0ab.wav``); for display only (use
+    :func:`as_source_uri` to keep a name exactly).
+
+    >>> printable("caf\udce9\n.wav")
+    'caf\\xe9\\x0a.wav'
+    """
+    try:
+        text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a lone surrogate that stands for no byte (e.g. JSON "\ud800")
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return CONTROL_CHARACTERS.sub(lambda match: f"\\x{ord(match.group()):02x}", text)
+
+
 def read_source(uri: str) -> bytes:
-    """The bytes of a source file (local path or fsspec URL), or of audio embedded in a
-    Parquet row (``parquet:///file.parquet?column=audio.bytes&row=12``, see
-    :mod:`dfpipe.parquet_source`).
+    """The bytes of a source file (local path, ``file://`` URI as :func:`as_source_uri` writes
+    it, or fsspec URL), or of audio embedded in a Parquet row
+    (``parquet:///file.parquet?column=audio.bytes&row=12``, see :mod:`dfpipe.parquet_source`).
 
     Raises:
         RejectedInput: ``missing`` (it does not exist), ``not_a_file`` (a directory), or
@@ -72,7 +127,7 @@ def read_source(uri: str) -> bytes:
         return read_value(uri)
     try:
         if _is_local(uri):
-            return Path(uri.removeprefix("file://")).read_bytes()
+            return Path(local_path(uri)).read_bytes()
         with fsspec.open(uri, "rb") as handle:
             return handle.read()
     except FileNotFoundError as exc:
@@ -86,7 +141,7 @@ def read_source(uri: str) -> bytes:
 
 
 def _is_local(uri: str) -> bool:
-    return "://" not in uri or uri.startswith("file://")
+    return "://" not in uri or uri.startswith(FILE_SCHEME)
 
 
 # -- rejects ---------------------------------------------------------------------------
@@ -94,9 +149,13 @@ def _is_local(uri: str) -> bool:
 
 def reject_row(stage: str, source_uri: str, reason: str, detail: str, *, corpus: str | None = None,
                clip_id: str | None = None, condition: str | None = None) -> dict[str, Any]:
-    """One ``rejects`` row: which stage could not use which input, and why."""
-    return {"stage": stage, "corpus": corpus, "source_uri": source_uri, "clip_id": clip_id,
-            "condition": condition, "reason": reason, "detail": detail}
+    """One ``rejects`` row: which stage could not use which input, and why.
+
+    ``source_uri`` is kept exactly (:func:`as_source_uri`), ``detail`` shown escaped
+    (:func:`printable`): a file name that is not UTF-8 is a reject like any other input.
+    """
+    return {"stage": stage, "corpus": corpus, "source_uri": as_source_uri(source_uri), "clip_id": clip_id,
+            "condition": condition, "reason": reason, "detail": printable(detail)}
 
 
 def rejects_table(rows: Sequence[Mapping[str, Any]]) -> pa.Table:
@@ -139,6 +198,12 @@ def committed(lake: Lake, output: str, stage: str, partition: Mapping[str, str],
     made = lake.read(output, columns=list(made_columns), partition=partition, filter=made_where)
     rejected = lake.read("rejects", columns=list(rejected_columns), partition=partition, filter=rejected_where)
     return Committed(made, rejected)
+
+
+def split_filter(splits: Iterable[str] | None) -> ds.Expression | None:
+    """A ``clips`` filter on ``clips.split`` (``None``: every clip): a stage makes only the
+    splits a study reads. A clip with no split matches only ``None``."""
+    return None if splits is None else ds.field("split").isin(sorted(set(splits)))
 
 
 def shard_committed(lake: Lake, output: str, shard_id: str, partition: Mapping[str, str]) -> bool:

@@ -19,7 +19,7 @@ from dfpipe.conditions import (
     run_conditions,
 )
 from dfpipe.config import ConditionsConfig
-from dfpipe.errors import ConfigError
+from dfpipe.errors import ConfigError, RejectedInput
 from dfpipe.lake import Lake
 
 CFG = ConditionsConfig()
@@ -179,3 +179,27 @@ def test_missing_corpus_and_bad_names_fail_before_work(corpus):
         plan_conditions(lake.uri, "nope", ["flac"])
     with pytest.raises(ConfigError, match="unknown step 'mp4_64k'"):
         plan_conditions(lake.uri, "tiny", ["flac", "mp4_64k"])
+
+
+def test_a_corpus_with_an_eight_channel_file_conditions_every_clip(tmp_path):
+    import soundfile
+
+    files = [speak(tmp_path / "a.wav", "Eight channels used to stop the whole stage."),
+             ffmpeg(tmp_path / "b.flac", "-f", "lavfi", "-i", "sine=frequency=300:duration=2", "-ac", "2")]
+    tone = 0.2 * np.sin(np.arange(32_000) / 16_000 * 2 * np.pi * 440)
+    soundfile.write(tmp_path / "eight.wav", np.stack([tone] * 8, axis=1), 16_000)  # a 7.1 export
+    files.append(tmp_path / "eight.wav")
+    lake = Lake(str(tmp_path / "lake"))
+    ids = write_clips(lake, "multi", files)
+    summary = run_conditions(lake.uri, "multi", ["mp3_64k"], CFG)
+    assert (summary.rows, summary.rejects) == (3, 0)
+    assert sorted(lake.read("audio", columns=["clip_id"]).column("clip_id").to_pylist()) == sorted(ids)
+
+
+def test_non_finite_audio_never_reaches_an_encoder():
+    wave = np.sin(np.arange(16_000, dtype=np.float32) * 0.05)
+    wave[10] = np.inf
+    for condition in ("flac", "noise_snr10+mp3_64k", "clip_30pct"):
+        with pytest.raises(RejectedInput) as caught:
+            apply_condition(wave, condition, 0, CFG)
+        assert caught.value.reason == "non_finite_samples"

@@ -7,11 +7,12 @@ import glob
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+import soundfile
 import torch
 from audio_helpers import ffmpeg, speak
 
 from dfpipe import checkpoints
-from dfpipe.archive_scoring import clip_rows, expand_paths, score_archive
+from dfpipe.archive_scoring import clip_rows, expand_paths, score_archive, streamed_rows
 from dfpipe.config import FrontendConfig, ScoreConfig
 from dfpipe.frontend import MelFrontend, load_clip, windows
 from dfpipe.models import Batch, build_model, config_to_dict
@@ -109,3 +110,52 @@ def test_expand_paths_takes_folders_globs_and_keeps_missing_files(archive):
     assert str(root / "calls/a.mp3") in found and str(root / "speech.wav") in found
     assert str(root / "missing.wav") in found  # rejected later, never silently dropped
     assert found == sorted(set(found))
+
+
+def test_streamed_rows_are_clip_rows_a_block_at_a_time():
+    rate = FRONTEND.audio.sample_rate
+    for seconds in (0.5, 3.0, 10.0, 10.3):
+        wave = np.sin(np.arange(round(seconds * rate), dtype=np.float32) * 0.01)
+        expected = clip_rows(wave, 1.5, FRONTEND.audio)
+        blocks = np.array_split(wave, 7)
+        rows = list(streamed_rows(blocks, wave.shape[0], 1.5, FRONTEND.audio))
+        assert [is_centre for is_centre, _ in rows].count(True) == 1
+        centre = next(row for is_centre, row in rows if is_centre)
+        np.testing.assert_array_equal(centre, expected[0])
+        np.testing.assert_array_equal(np.stack([row for is_centre, row in rows if not is_centre]), expected[1:])
+
+
+def test_hostile_archive_files_are_each_a_reject_or_a_score(tmp_path, checkpoint):
+    rate = FRONTEND.audio.sample_rate
+    tone = 0.1 * np.sin(np.arange(2 * rate) / rate * 2 * np.pi * 300)
+    soundfile.write(tmp_path / "eight.wav", np.stack([tone] * 8, axis=1), rate)  # segfaulted the decoder
+    soundfile.write(tmp_path / "one.wav", np.array([0.5]), rate)
+    soundfile.write(tmp_path / "silent.wav", np.zeros(rate), rate)
+    nan = tone.copy()
+    nan[100] = np.nan
+    soundfile.write(tmp_path / "nan.wav", nan, rate, subtype="FLOAT")
+    (tmp_path / "loop.wav").symlink_to(tmp_path / "loop.wav")
+    (tmp_path / "gone.wav").symlink_to(tmp_path / "nowhere.wav")
+    out = tmp_path / "out"
+    summary = score_archive([str(tmp_path)], checkpoint[0], str(out), progress=False, log=lambda _: None)
+    reasons = {r["source_uri"].rsplit("/", 1)[-1]: r["reason"] for r in pq.read_table(out / "rejects").to_pylist()}
+    assert reasons == {"one.wav": "too_short", "silent.wav": "constant_signal", "nan.wav": "non_finite_samples",
+                       "loop.wav": "symlink_loop", "gone.wav": "missing"}
+    assert list(_scores(out)) == [str(tmp_path / "eight.wav")]
+    assert (summary.files, summary.scored, summary.rejected) == (6, 1, 5)
+
+
+def test_a_file_too_long_to_hold_is_streamed_to_the_same_scores(tmp_path, checkpoint):
+    rate = FRONTEND.audio.sample_rate
+    wave = np.random.default_rng(0).standard_normal(20 * rate) * 0.1
+    soundfile.write(tmp_path / "long.flac", wave, rate)
+    held = score_archive([str(tmp_path / "long.flac")], checkpoint[0], str(tmp_path / "held"), progress=False,
+                         log=lambda _: None)
+    streamed = score_archive([str(tmp_path / "long.flac")], checkpoint[0], str(tmp_path / "streamed"),
+                             config=ScoreConfig(max_in_memory_s=5, batch_size=4), progress=False,
+                             log=lambda _: None)
+    assert held.scored == streamed.scored == 1
+    (a,), (b,) = _scores(tmp_path / "held").values(), _scores(tmp_path / "streamed").values()
+    assert a["n_windows"] == b["n_windows"] == 13 and a["duration_s"] == b["duration_s"] == 20.0
+    for key in ("spoof_logit_center", "spoof_logit_window_mean", "spoof_logit_window_max"):
+        assert b[key] == pytest.approx(a[key], abs=1e-5), key

@@ -30,12 +30,16 @@ from dfpipe.corpora import ADAPTERS
               help=f"hf-parquet tables without audio: the column naming files [default: {HFParquetConfig.path_column}].")
 @click.option("--split", type=click.Choice(SPLITS), default=None,
               help="Split of every clip (folder, in-the-wild, hf-parquet, lhotse); overrides the corpus' own.")
+@click.option("--encoding", default=None,
+              help="csv, in-the-wild, deepfake-eval-2024, hf-parquet CSV tables: the manifest's text encoding "
+                   "(e.g. cp1252). Default: its byte-order mark's (UTF-8/16/32), else UTF-8.")
 @dask_options
 @click.argument("path", type=click.Path(exists=True))
 @friendly_errors
 def ingest(lake: str, corpus: str, corpus_format: str, allow_outside_root: bool, files_per_shard: int,
            label_column: str | None, bonafide_value: str | None, audio_column: str | None,
-           path_column: str | None, split: str | None, dask_config: DaskConfig, path: str) -> None:
+           path_column: str | None, split: str | None, encoding: str | None, dask_config: DaskConfig,
+           path: str) -> None:
     """Probe every file of the corpus at PATH; good ones become clips, bad ones rejects.
 
     Re-running adds nothing; after an interrupted run it finishes the rest.
@@ -54,7 +58,7 @@ def ingest(lake: str, corpus: str, corpus_format: str, allow_outside_root: bool,
 
     check_name("corpus", corpus)  # before a cluster starts
     given = {"label_column": label_column, "bonafide_value": bonafide_value, "audio_column": audio_column,
-             "path_column": path_column, "split": split}
+             "path_column": path_column, "split": split, "encoding": encoding}
     config = IngestConfig(files_per_shard=files_per_shard, allow_outside_root=allow_outside_root,
                           adapter_options={name: value for name, value in given.items() if value is not None})
     check_adapter_options(corpus_format, config)  # before a cluster starts

@@ -282,7 +282,13 @@ def apply_condition(wave: np.ndarray, condition: str, seed: int, config: Conditi
 
 def _headroom(wave: np.ndarray, record: dict[str, Any]) -> np.ndarray:
     """Scale down to peak 1.0 before encoding if a step pushed the signal over full scale,
-    so the encoder does not add clipping nobody asked for; the gain is recorded."""
+    so the encoder does not add clipping nobody asked for; the gain is recorded.
+
+    Every encode passes here, so it is also the guard that no NaN or infinite sample (which
+    would scale the clip to NaN or silence) is ever encoded into ``audio``.
+    """
+    if not np.isfinite(wave).all():
+        raise RejectedInput("non_finite_samples", "a step of the condition produced NaN or infinite samples")
     peak = float(np.abs(wave).max(initial=0.0))
     if peak <= 1.0:
         return wave

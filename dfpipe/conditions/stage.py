@@ -38,6 +38,7 @@ from dfpipe.stage_kit import (
     reject_row,
     rejects_table,
     shard_committed,
+    split_filter,
 )
 
 STAGE = "condition"
@@ -62,16 +63,19 @@ def clip_seed(clip_id: str, condition: str, base_seed: int) -> int:
 
 
 def plan_conditions(lake_uri: str, corpus: str, conditions: Iterable[str],
-                    config: ConditionsConfig | None = None) -> list[ConditionShard]:
+                    config: ConditionsConfig | None = None, *,
+                    splits: Iterable[str] | None = None) -> list[ConditionShard]:
     """Shards of (clip, condition) pairs of ``corpus`` that have no ``audio``/``rejects`` row yet.
 
     Args:
         lake_uri: the lake root. corpus: a corpus in the ``clips`` table.
         conditions: condition names; ``raw`` needs no work and is skipped.
         config: defaults to ``ConditionsConfig()`` (``clips_per_shard`` clips per shard).
+        splits: only clips of these ``clips.split`` values (``None``: every clip); a later
+            call with more splits plans only the clips still missing.
 
     Raises:
-        ConfigError: a bad condition name (before any work starts), or a corpus with no clips.
+        ConfigError: a bad condition name (before any work starts), or no clips (in ``splits``).
     """
     config = config or ConditionsConfig()
     conditions = list(dict.fromkeys(conditions))
@@ -79,9 +83,11 @@ def plan_conditions(lake_uri: str, corpus: str, conditions: Iterable[str],
         parse_condition(condition, config.audio.sample_rate)
     lake = Lake(lake_uri)
     partition = {"corpus": corpus}
-    clips = lake.read("clips", columns=["clip_id", "source_uri"], partition=partition)
+    clips = lake.read("clips", columns=["clip_id", "source_uri"], partition=partition, filter=split_filter(splits))
     if clips.num_rows == 0:
-        raise ConfigError(f"corpus {corpus!r} has no clips in {lake.uri}: run `dfpipe ingest` first")
+        where = "" if splits is None else f" in split(s) {', '.join(sorted(set(splits))) or '(none)'}"
+        raise ConfigError(f"corpus {corpus!r} has no clips{where} in {lake.uri}: run `dfpipe ingest` first"
+                          + ("" if splits is None else " (or check the split names)"))
     clips = clips.sort_by("clip_id")
     shards = []
     for condition in conditions:
@@ -121,6 +127,7 @@ def condition_shard(shard: ConditionShard, config: ConditionsConfig | None = Non
         try:
             wave = decode(read_source(uri), config.audio.sample_rate)
             data, params = apply_condition(wave, shard.condition, seed, config)
+            params_json = _params_json(params)
         except RejectedInput as exc:
             rejects.append(reject_row(STAGE, uri, exc.reason, exc.detail, corpus=shard.corpus, clip_id=clip_id,
                                       condition=shard.condition))
@@ -128,7 +135,7 @@ def condition_shard(shard: ConditionShard, config: ConditionsConfig | None = Non
         codec, container = stored_format(params["stored_codec"])
         rows.append({
             "clip_id": clip_id, "corpus": shard.corpus, "condition": shard.condition,
-            "condition_params": json.dumps(params, sort_keys=True), "seed": seed,
+            "condition_params": params_json, "seed": seed,
             "codec": codec, "format": container, "sample_rate": config.audio.sample_rate,
             "duration_s": params["samples"] / config.audio.sample_rate, "audio_bytes": data,
         })
@@ -144,12 +151,22 @@ def condition_shard(shard: ConditionShard, config: ConditionsConfig | None = Non
     return StageSummary(shards=1, rows=len(rows), rejects=len(rejects))
 
 
+def _params_json(params: dict[str, Any]) -> str:
+    """``audio.condition_params``: strict JSON, so a NaN or infinite value that a step measured
+    is that clip's reject, never a row (``-Infinity`` is not JSON, and not a parameter)."""
+    try:
+        return json.dumps(params, sort_keys=True, allow_nan=False)
+    except ValueError as exc:
+        raise RejectedInput("non_finite_params", f"a condition parameter is not finite: {params}") from exc
+
+
 def run_conditions(lake_uri: str, corpus: str, conditions: Iterable[str], config: ConditionsConfig | None = None,
-                   *, executor: Executor | None = None) -> StageSummary:
+                   *, executor: Executor | None = None, splits: Iterable[str] | None = None) -> StageSummary:
     """Plan and make every missing (clip, condition) of ``corpus`` (no Prefect needed).
 
     Args:
         executor: ``None`` (here, in order) or anything with ``submit`` (a Dask Client).
+        splits: only clips of these splits (``None``: every clip), :func:`plan_conditions`.
 
     Returns:
         The total :class:`~dfpipe.stage_kit.StageSummary`.
@@ -158,5 +175,5 @@ def run_conditions(lake_uri: str, corpus: str, conditions: Iterable[str], config
         >>> run_conditions("lake", "demo", ["flac", "mp3_128k", "corrupt+mp3_64k"])  # doctest: +SKIP
     """
     config = config or ConditionsConfig()
-    shards = plan_conditions(lake_uri, corpus, conditions, config)
+    shards = plan_conditions(lake_uri, corpus, conditions, config, splits=splits)
     return StageSummary.total(map_shards(functools.partial(condition_shard, config=config), shards, executor))
