@@ -5,6 +5,9 @@
 -- conventions: dataset role 'val' = the 5 % validation split of the training data.
 --   best_epoch / best_val_eer: the epoch of lowest 'val' eer (ties go to the earliest
 --   epoch), the same in every policy's row.
+--   Only complete epochs compete: those where every dataset the run is scored on anywhere
+--   was scored (an eval set declared `every: N` is missing from the epochs between), so
+--   the reported epoch has numbers for every set.
 --   'best_val_eer' reports best_epoch; a run with no usable 'val' eer reports its last
 --   scored epoch, best_epoch is null and reason says why.
 --   'last' reports the last committed epoch (the last epoch with an `epochs` row, the
@@ -48,13 +51,35 @@ last_epochs as (
     group by scored_epochs.run_id
 ),
 
-val_eers as (
+run_datasets as (
     select
         run_id,
-        epoch,
-        eer,
+        count(distinct dataset) as datasets,
     from overall_metrics
-    where dataset = 'val' and eer is not null
+    group by run_id
+),
+
+complete_epochs as (
+    select
+        overall_metrics.run_id,
+        overall_metrics.epoch,
+    from overall_metrics
+    inner join run_datasets on overall_metrics.run_id = run_datasets.run_id
+    group by overall_metrics.run_id, overall_metrics.epoch, run_datasets.datasets
+    having count(distinct overall_metrics.dataset) = run_datasets.datasets
+),
+
+val_eers as (
+    select
+        overall_metrics.run_id,
+        overall_metrics.epoch,
+        overall_metrics.eer,
+    from overall_metrics
+    inner join complete_epochs
+        on
+            overall_metrics.run_id = complete_epochs.run_id
+            and overall_metrics.epoch = complete_epochs.epoch
+    where overall_metrics.dataset = 'val' and overall_metrics.eer is not null
 ),
 
 lowest_val_eer as (

@@ -402,3 +402,7 @@ def test_a_sparse_eval_set_is_scored_at_its_epochs_and_the_last(imbalanced_lake)
                          "order by epoch", [summary.run_id]).fetchall()
     assert [(epoch, accuracy is None) for epoch, accuracy, _, _ in curves] == [(1, True), (2, False), (3, False)]
     assert curves[0][2] is None and curves[0][3] is not None
+    # only complete epochs (every set scored) compete for the best validation eer
+    reported = con.execute("select epoch_policy, reported_epoch from best_epochs where run_id = ? order by 1",
+                           [summary.run_id]).fetchall()
+    assert reported[0][0] == "best_val_eer" and reported[0][1] in (2, 3) and reported[1] == ("last", 3)
