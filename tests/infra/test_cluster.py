@@ -7,9 +7,14 @@ with ``--dask-address tcp://127.0.0.1:PORT`` and ``PREFECT_API_URL=http://127.0.
 exactly as a user would: ingest -> condition -> features, then score-archive over the corpus
 folder with a real-format Mel-CNN checkpoint (random weights, ``conftest.py``). Every table
 must hold the same rows as after the same commands on the default set-up (a LocalCluster and
-Prefect's ephemeral server). A second test SIGKILLs a Dask worker process while the conditions stage is
-running and checks that no row is lost and none duplicated: the scheduler re-runs the lost
-shard elsewhere and every stage is idempotent per shard.
+Prefect's ephemeral server). Then the faults:
+
+- a Dask worker process SIGKILLed while the conditions, features or score-archive stage is
+  running: no row is lost and none duplicated (the scheduler re-runs the lost task elsewhere
+  and every stage is idempotent per shard);
+- the scheduler SIGKILLed mid-stage (a cluster of its own, started last): the command fails
+  with one clear line and no traceback, and the re-run on a new scheduler completes with the
+  same rows.
 """
 
 from __future__ import annotations
@@ -155,13 +160,35 @@ class Infra:
     cli_env: dict[str, str]
 
 
+def start_dask(root: Path, services: list[Service], prefix: str = "") -> tuple[str, Service]:
+    """A Dask scheduler and two single-threaded workers (each under its nanny) on loopback,
+    appended to ``services``; returns the scheduler's address and its service."""
+    from distributed import Client
+
+    scheduler_file = root / f"{prefix}scheduler.json"
+    scheduler = start(f"{prefix}dask-scheduler", [
+        str(BIN / "dask"), "scheduler", "--host", LOOPBACK, "--port", "0", "--no-dashboard",
+        "--scheduler-file", str(scheduler_file),
+    ], root, clean_env(root / f"{prefix}scheduler-home"))
+    services.append(scheduler)
+    wait_for(lambda: scheduler_address(scheduler_file) is not None, "the scheduler file", services)
+    for i in range(2):
+        # Workers get no PREFECT_API_URL: the flow's settings travel with each task.
+        services.append(start(f"{prefix}dask-worker-{i}", [
+            str(BIN / "dask"), "worker", "--scheduler-file", str(scheduler_file), "--host", LOOPBACK,
+            "--nthreads", "1", "--no-dashboard", "--name", f"{prefix}w{i}",
+        ], root, clean_env(root / f"{prefix}worker-{i}-home")))
+    address = scheduler_address(scheduler_file)
+    assert address is not None
+    with Client(address, timeout=STARTUP_TIMEOUT_S) as client:
+        wait_for(lambda: len(client.scheduler_info()["workers"]) == 2, "two Dask workers", services)
+    return address, scheduler
+
+
 @pytest.fixture(scope="module")
 def infra(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Infra]:
     """A Prefect server and a Dask scheduler with two single-threaded workers, all on loopback."""
-    from distributed import Client
-
     root = tmp_path_factory.mktemp("infra")
-    scheduler_file = root / "scheduler.json"
     port = free_port()
     api_url = f"http://{LOOPBACK}:{port}/api"
     services: list[Service] = []
@@ -169,20 +196,7 @@ def infra(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Infra]:
         services.append(start("prefect-server", [
             str(BIN / "prefect"), "server", "start", "--host", LOOPBACK, "--port", str(port), "--no-ui",
         ], root, clean_env(root / "server-home")))
-        services.append(start("dask-scheduler", [
-            str(BIN / "dask"), "scheduler", "--host", LOOPBACK, "--port", "0", "--no-dashboard",
-            "--scheduler-file", str(scheduler_file),
-        ], root, clean_env(root / "scheduler-home")))
-        wait_for(lambda: scheduler_address(scheduler_file) is not None, "the scheduler file", services)
-        for i in range(2):
-            # Workers get no PREFECT_API_URL: the flow's settings travel with each task.
-            services.append(start(f"dask-worker-{i}", [
-                str(BIN / "dask"), "worker", "--scheduler-file", str(scheduler_file), "--host", LOOPBACK,
-                "--nthreads", "1", "--no-dashboard", "--name", f"w{i}",
-            ], root, clean_env(root / f"worker-{i}-home")))
-        address = scheduler_address(scheduler_file)
-        with Client(address, timeout=STARTUP_TIMEOUT_S) as client:
-            wait_for(lambda: len(client.scheduler_info()["workers"]) == 2, "two Dask workers", services)
+        address, _ = start_dask(root, services)
         wait_for(lambda: healthy(api_url), f"{api_url}/health", services)
         yield Infra(api_url, address, clean_env(root / "client-home", PREFECT_API_URL=api_url))
     finally:
@@ -238,15 +252,27 @@ def scores_dir(lake: Path) -> Path:
     return lake.parent / "archive-scores"
 
 
-def dfpipe_command(args: list[str], infra: Infra) -> list[str]:
-    return [str(BIN / "dfpipe"), *args, "--dask-address", infra.dask_address]
+def dfpipe_command(args: list[str], address: str) -> list[str]:
+    return [str(BIN / "dfpipe"), *args, "--dask-address", address]
 
 
-def run_on_cluster(args: list[str], infra: Infra) -> str:
-    result = subprocess.run(dfpipe_command(args, infra), check=False, env=infra.cli_env, capture_output=True,
-                            text=True, timeout=STAGE_TIMEOUT_S, stdin=subprocess.DEVNULL)
+def run_on_cluster(args: list[str], infra: Infra, address: str | None = None) -> str:
+    result = subprocess.run(dfpipe_command(args, address or infra.dask_address), check=False, env=infra.cli_env,
+                            capture_output=True, text=True, timeout=STAGE_TIMEOUT_S, stdin=subprocess.DEVNULL)
     assert result.returncode == 0, f"dfpipe {args[0]} failed:\n{result.stdout}\n{result.stderr}"
     return result.stdout
+
+
+def start_stage(args: list[str], infra: Infra, address: str) -> subprocess.Popen[str]:
+    """The CLI of one stage, started in the background (stdout and stderr together)."""
+    return subprocess.Popen(dfpipe_command(args, address), env=infra.cli_env, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def stop_stage(stage: subprocess.Popen[str]) -> None:
+    if stage.poll() is None:
+        stage.kill()
+        stage.wait()
 
 
 @pytest.fixture(scope="module")
@@ -340,43 +366,96 @@ def test_stages_on_a_real_cluster_write_the_same_rows_as_a_local_run(cluster_lak
     assert {state for states in runs.values() for state in states} == {"COMPLETED"}
 
 
-def test_a_worker_killed_mid_stage_loses_and_duplicates_no_row(corpus, checkpoint, cluster_lake, local_lake,
+KILLED_STAGES = {  # stage -> (lake tables it reads, its output, output parts committed before the kill)
+    "condition": (("clips",), "audio", KILL_AFTER_SHARDS),
+    "features": (("clips", "audio"), "features", 1),
+    "score-archive": ((), "archive", 0),  # one part at the end: killed while files are decoded
+}
+FLOW_NAMES = {"condition": "conditions", "features": "features", "score-archive": "score-archive"}
+OUTPUT_KEYS = {"audio": "clip_id, condition", "features": "clip_id, condition, frontend_version"}
+
+
+def committed_parts(lake: Path, output: str) -> int:
+    folder = scores_dir(lake) / "scores" if output == "archive" else Path(Lake(str(lake)).table_path(output))
+    return len(list(folder.rglob("*.parquet")))
+
+
+def assert_stage_output_matches(lake: Path, expected_lake: Path, output: str) -> None:
+    """Every row exactly once: no duplicate key, the same rows as the reference run."""
+    if output == "archive":
+        scored = archive_rows(lake, "scores").column("path").to_pylist()
+        assert len(scored) == len(set(scored))
+        assert_same_scores(lake, expected_lake)
+    else:
+        assert duplicate_keys(lake, output, OUTPUT_KEYS[output]) == []
+        assert_same_rows(lake, expected_lake, output)
+
+
+@pytest.mark.parametrize("stage", list(KILLED_STAGES))
+def test_a_worker_killed_mid_stage_loses_and_duplicates_no_row(stage, corpus, checkpoint, cluster_lake, local_lake,
                                                                infra, tmp_path):
     from distributed import Client
 
+    inputs, output, parts_before_kill = KILLED_STAGES[stage]
     lake = tmp_path / "lake"
-    shutil.copytree(cluster_lake / "clips", lake / "clips")  # start from ingested clips
-    condition = stage_args(lake, corpus, checkpoint)["condition"]
-    audio_dir = Lake(str(lake)).table_path("audio", {"corpus": CORPUS})
-    expected_shards = 2 * PER_LABEL * len(CONDITIONS)  # one clip per shard
-
-    def committed() -> int:
-        return len(list(Path(audio_dir).glob("*.parquet")))
-
+    for table in inputs:  # start from the cluster run's upstream tables
+        shutil.copytree(cluster_lake / table, lake / table)
     with Client(infra.dask_address, timeout=STARTUP_TIMEOUT_S) as client:
         pids = client.run(os.getpid)  # worker address -> pid of the worker process (not its nanny)
-        stage = subprocess.Popen(dfpipe_command(condition, infra), env=infra.cli_env,
-                                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                 stderr=subprocess.STDOUT, text=True)
+        process = start_stage(stage_args(lake, corpus, checkpoint)[stage], infra, infra.dask_address)
         try:
             deadline = time.monotonic() + STAGE_TIMEOUT_S
             busy: list[str] = []
-            while stage.poll() is None and time.monotonic() < deadline and not busy:
-                if committed() >= KILL_AFTER_SHARDS:  # then kill a worker that is running a shard
+            while process.poll() is None and time.monotonic() < deadline and not busy:
+                if committed_parts(lake, output) >= parts_before_kill:  # then kill a worker running a task
                     busy = [address for address, keys in sorted(client.processing().items()) if keys]
                 time.sleep(POLL_S)
-            at_kill = committed()
-            assert stage.poll() is None and busy, f"the stage ended before the kill:\n{stage.stdout.read()}"
+            at_kill = committed_parts(lake, output)
+            assert process.poll() is None and busy, f"the stage ended before the kill:\n{process.stdout.read()}"
             os.kill(pids[busy[0]], signal.SIGKILL)  # its nanny starts a fresh worker process
-            output, _ = stage.communicate(timeout=STAGE_TIMEOUT_S)
+            log, _ = process.communicate(timeout=STAGE_TIMEOUT_S)
         finally:
-            if stage.poll() is None:
-                stage.kill()
-                stage.wait()
-    assert stage.returncode == 0, output
-    assert at_kill < expected_shards, f"the kill came after the last shard ({at_kill})"
+            stop_stage(process)
+    assert process.returncode == 0, log
+    assert at_kill < committed_parts(lake, output), "the kill came after the last part"
+    assert_stage_output_matches(lake, local_lake, output)
+    assert set(flow_runs(infra.api_url)[FLOW_NAMES[stage]]) == {"COMPLETED"}
 
-    assert duplicate_keys(lake, "audio", "clip_id, condition") == []
-    assert committed() == expected_shards
-    assert_same_rows(lake, local_lake, "audio")
-    assert flow_runs(infra.api_url)["conditions"] == ["COMPLETED", "COMPLETED"]
+
+def test_a_scheduler_killed_mid_stage_fails_in_one_line_and_a_rerun_completes(corpus, checkpoint, cluster_lake,
+                                                                             local_lake, infra, tmp_path):
+    """Last in this file: it starts (and kills) a scheduler of its own, with its own workers."""
+    lake = tmp_path / "lake"
+    shutil.copytree(cluster_lake / "clips", lake / "clips")
+    condition = stage_args(lake, corpus, checkpoint)["condition"]
+    services: list[Service] = []
+    try:
+        address, scheduler = start_dask(tmp_path, services, prefix="doomed-")
+        process = start_stage(condition, infra, address)
+        try:
+            deadline = time.monotonic() + STAGE_TIMEOUT_S
+            while (process.poll() is None and time.monotonic() < deadline
+                   and committed_parts(lake, "audio") < KILL_AFTER_SHARDS):
+                time.sleep(POLL_S)
+            assert process.poll() is None, f"the stage ended before the kill:\n{process.stdout.read()}"
+            os.killpg(scheduler.process.pid, signal.SIGKILL)
+            log, _ = process.communicate(timeout=STAGE_TIMEOUT_S)
+        finally:
+            stop_stage(process)
+        assert process.returncode == 1, log
+        errors = [line for line in log.splitlines() if line.startswith("Error: ")]
+        assert len(errors) == 1 and "Traceback" not in log, log
+        assert address in errors[0] or "scheduler" in errors[0].lower(), errors[0]
+    finally:
+        for service in reversed(services):
+            service.stop()
+    assert committed_parts(lake, "audio") < 2 * PER_LABEL * len(CONDITIONS)
+
+    services = []
+    try:
+        address, _ = start_dask(tmp_path, services, prefix="new-")
+        run_on_cluster(condition, infra, address)
+    finally:
+        for service in reversed(services):
+            service.stop()
+    assert_stage_output_matches(lake, local_lake, "audio")
