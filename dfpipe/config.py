@@ -15,6 +15,7 @@ import hashlib
 import json
 import math
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -46,6 +47,17 @@ DASK_ADDRESS_ENV = "DFPIPE_DASK_ADDRESS"
 LAKE_ENV = "DFPIPE_LAKE"
 """Environment variable naming the lake root (``--lake`` reads it)."""
 
+IN_PROCESS_SHARDS_ENV = "DFPIPE_IN_PROCESS_SHARDS"
+"""Environment variable of ``--in-process-shards`` (:attr:`DaskConfig.in_process_shards`)."""
+
+PREFECT_SERVER_ENV = "DFPIPE_PREFECT_SERVER"
+"""How a flow finds a Prefect API when ``PREFECT_API_URL`` is unset and no dfpipe server runs
+(:class:`PrefectServerConfig`): ``background`` starts one and leaves it running for later
+commands (the ``dfpipe`` command line sets this); ``temporary`` (the default elsewhere) starts
+Prefect's temporary server for this process only."""
+
+PREFECT_SERVER_MODES = ("background", "temporary")
+
 
 def _positive(owner: str, **values: float) -> None:
     for name, value in values.items():
@@ -70,6 +82,32 @@ class AudioConfig:
 
 
 @dataclass(frozen=True)
+class DecodeConfig:
+    """Reading untrusted audio (:mod:`dfpipe.audio_io`): the decoder sandbox and the signal checks."""
+
+    timeout_s: float = 30.0
+    """The sandboxed decoder is killed (``decoder_timeout``) when it gives no sign of progress
+    for this long: a hang, not a slow file (it reports progress at least once a second)."""
+    start_timeout_s: float = 120.0
+    """Time a new sandbox process may take to import PyAV and report ready (a loaded machine)."""
+    chunk_s: float = 10.0
+    """Seconds of decoded audio per message from the sandbox (bounds the memory in flight)."""
+    constant_ptp: float = 1 / 32768
+    """A file whose samples, over every channel, all lie within this peak-to-peak range
+    (one step of 16-bit PCM) is digital silence or DC: rejected as ``constant_signal``."""
+    truncation_ratio: float = 0.98
+    """A file decoding to less than this share of the duration its header declares (and
+    ``truncation_min_gap_s`` less) is flagged as truncated, as is one whose decoding fails midway."""
+    truncation_min_gap_s: float = 0.05
+
+    def __post_init__(self) -> None:
+        _positive("DecodeConfig", timeout_s=self.timeout_s, start_timeout_s=self.start_timeout_s,
+                  chunk_s=self.chunk_s, truncation_ratio=self.truncation_ratio)
+        if self.constant_ptp < 0 or self.truncation_min_gap_s < 0:
+            raise ConfigError("DecodeConfig.constant_ptp and truncation_min_gap_s must be >= 0")
+
+
+@dataclass(frozen=True)
 class IngestConfig:
     """Probing raw corpora into the ``clips`` table."""
 
@@ -80,11 +118,13 @@ class IngestConfig:
     """Manifests may not point outside the corpus root unless this is set (security)."""
     min_duration_s: float = 0.1
     """Shorter audio is rejected as empty: no front end can make a clip of it."""
+    decode: DecodeConfig = field(default_factory=DecodeConfig)
+    """Each file is probed in the decoder sandbox, with these timeouts and signal checks."""
     adapter_options: Mapping[str, str] | tuple[tuple[str, str], ...] = ()
     """Keyword options for the corpus adapter (``--label-column x`` -> ``{"label_column": "x"}``),
     checked against the adapter's keywords by :func:`dfpipe.ingest.corpus_entries`; stored as
     sorted ``(name, value)`` pairs. Their defaults are the adapters' (:class:`HFParquetConfig`,
-    :class:`LhotseConfig`)."""
+    :class:`LhotseConfig`, :class:`ManifestConfig`)."""
     sample_per_split: int | None = None
     """Ingest at most this many of the adapter's items per split (items without a split
     count as one), each label keeping its share (at least one clip), a seeded draw by
@@ -103,6 +143,17 @@ class IngestConfig:
             if not name.isidentifier() or not isinstance(value, str):
                 raise ConfigError(f"IngestConfig.adapter_options: {name!r}={value!r} is not a name=string option")
         object.__setattr__(self, "adapter_options", tuple(sorted(options.items())))
+
+
+@dataclass(frozen=True)
+class ManifestConfig:
+    """Reading the CSV manifests of ``--format csv``, ``in-the-wild``, ``deepfake-eval-2024``
+    and ``hf-parquet`` tables (``dfpipe.corpora._base.manifest_text``)."""
+
+    encoding: str | None = None
+    """``--encoding``: a Python codec name (``cp1252``, ``latin-1``, ``utf-16-le``). ``None``:
+    the one the file's byte-order mark names (UTF-8, UTF-16, UTF-32), else UTF-8; bytes that
+    do not decode stop the run naming the line, the byte offset and an encoding that reads it."""
 
 
 @dataclass(frozen=True)
@@ -149,8 +200,15 @@ class DaskConfig:
     n_workers: int | None = None
     """LocalCluster workers (``None``: one per core)."""
     threads_per_worker: int = 1
+    in_process_shards: int = 1
+    """A stage planned into at most this many shards (score-archive: decode tasks of
+    ``ScoreConfig.files_per_task`` files; train and score: their one task) runs them in this
+    process on Prefect's thread runner: no LocalCluster to start, no worker to import torch.
+    More shards start a LocalCluster; 0 always starts one. An ``address`` always uses its cluster."""
 
     def __post_init__(self) -> None:
+        if self.in_process_shards < 0:
+            raise ConfigError(f"DaskConfig: in_process_shards must be >= 0, got {self.in_process_shards}")
         if self.address is not None and self.n_workers is not None:
             raise ConfigError(
                 "DaskConfig: give either address (join a cluster) or n_workers (start a "
@@ -162,8 +220,40 @@ class DaskConfig:
 
 
 @dataclass(frozen=True)
+class PrefectServerConfig:
+    """The local Prefect server of ``dfpipe server start`` (or of the first command that runs a
+    flow): ``prefect server start`` on a free loopback port, with its own SQLite database, its
+    pid, port and log in ``$PREFECT_HOME/<folder>``."""
+
+    host: str = "127.0.0.1"
+    folder: str = "dfpipe-server"
+    startup_timeout_s: float = 120.0
+    """How long a start waits for ``/api/health`` (about 10-20 s on an idle 2-core machine)."""
+    stop_timeout_s: float = 10.0
+    """SIGTERM, then SIGKILL after this long, to the server's whole process group."""
+
+    def __post_init__(self) -> None:
+        _positive("PrefectServerConfig", startup_timeout_s=self.startup_timeout_s,
+                  stop_timeout_s=self.stop_timeout_s)
+
+
+METRICS_MEMORY_FRACTION = 0.5
+"""Share of physical memory the metric SQL's DuckDB may hold by default (DuckDB's own default
+is 80 %, too much beside the Python process and the other stages sharing the machine)."""
+
+_MEMORY_SIZE = re.compile(r"^\s*\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)\s*$", re.IGNORECASE)
+
+
+def default_memory_limit(fraction: float = METRICS_MEMORY_FRACTION) -> str:
+    """``fraction`` of this machine's physical memory, as a DuckDB memory size."""
+    physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return f"{int(physical * fraction / 2**20)}MiB"
+
+
+@dataclass(frozen=True)
 class MetricsConfig:
-    """Conventions of the metric SQL (``sql/``): threshold and ASVspoof 5 DCF costs."""
+    """Conventions of the metric SQL (``sql/``): threshold and ASVspoof 5 DCF costs, and the
+    memory DuckDB may use before it spills to disk."""
 
     threshold: float = 0.5
     """P(spoof) threshold for the threshold metrics; positive class = spoof. The one decision
@@ -173,6 +263,16 @@ class MetricsConfig:
     c_fa: float = 10.0
     bootstrap_samples: int = 200
     bootstrap_seed: int = 0
+    memory_limit: str = field(default_factory=default_memory_limit)
+    """DuckDB ``memory_limit`` of every connection the metrics stage opens (e.g. ``6GB``);
+    past it DuckDB spills to ``temp_directory``. Default: :data:`METRICS_MEMORY_FRACTION` of
+    physical memory."""
+    temp_directory: str = ""
+    """Where DuckDB spills. Empty: a fresh folder inside a local lake's root (the lake's
+    disk), or in the system temporary folder for a remote lake, removed afterwards."""
+    threads: int = 0
+    """DuckDB threads of the metric SQL; 0: DuckDB's default (one per core). Each thread
+    holds its own buffers, so fewer threads leave more of ``memory_limit`` to the data."""
     epoch_policies: ClassVar[tuple[str, ...]] = ("best_val_eer", "last")
     """How a study table picks the one epoch a run reports (``sql/epoch_policies.sql`` names
     them, ``sql/best_epochs.sql`` applies them): ``best_val_eer`` = lowest EER on the run's
@@ -189,6 +289,11 @@ class MetricsConfig:
             raise ConfigError(f"MetricsConfig.p_spoof must be in (0, 1), got {self.p_spoof}")
         _positive("MetricsConfig", c_miss=self.c_miss, c_fa=self.c_fa,
                   bootstrap_samples=self.bootstrap_samples)
+        if self.threads < 0:
+            raise ConfigError(f"MetricsConfig.threads must be >= 0 (0: one per core), got {self.threads}")
+        if not _MEMORY_SIZE.match(self.memory_limit):
+            raise ConfigError(
+                f"MetricsConfig.memory_limit must be a size such as 6GB or 800MiB, got {self.memory_limit!r}")
 
 
 def spoof_logit_threshold(threshold: float = MetricsConfig.threshold) -> float:
@@ -587,6 +692,68 @@ class WavLMAASISTConfig:
 
 
 @dataclass(frozen=True)
+class StreamConfig:
+    """Streaming clips from the lake through a detector (:func:`dfpipe.clipsets.stream_batches`),
+    for training and ``dfpipe score``: what bounds their memory, whatever the corpus size.
+
+    Clips are read in units (one Parquet row group, at most ``unit_clips`` clips); the inputs
+    resident at once are about ``shuffle_buffer + (prefetch + workers + 1) * unit_clips`` clips
+    plus a few batches (a mel + LFCC clip is ~190 KB as float16, a waveform ~192 KB as float32),
+    whatever the corpus size; the clip index adds ~100 bytes per clip.
+    """
+
+    shuffle_buffer: int = 2048
+    """Training: clips gathered (from units in a seeded order) and shuffled together before
+    they are cut into batches; ~0.3 GB of mel (float16) at the default, ~0.4 GB with LFCC and
+    waveforms. Part of the run's identity (it changes the batch order)."""
+    unit_clips: int = 64
+    """Clips per read unit (the features stage writes 64-row groups); a larger row group is
+    read in slices of this many clips. Part of the run's identity, like ``shuffle_buffer``."""
+    workers: int = 2
+    """Threads reading and decoding units ahead of the model (Arrow, zstd and the audio
+    decoder release the GIL; threads, not processes, since a Dask worker may not fork). The
+    order of units never depends on it, so results do not either. 0: read in the caller."""
+    prefetch: int = 4
+    """Units read ahead of the one being consumed."""
+    predictions_per_shard: int = 100_000
+    """``predictions`` rows per committed shard of one (run, epoch, dataset)."""
+
+    def __post_init__(self) -> None:
+        _positive("StreamConfig", shuffle_buffer=self.shuffle_buffer, unit_clips=self.unit_clips,
+                  prefetch=self.prefetch, predictions_per_shard=self.predictions_per_shard)
+        if self.workers < 0:
+            raise ConfigError(f"StreamConfig.workers must be >= 0, got {self.workers}")
+
+
+@dataclass(frozen=True)
+class AmpConfig:
+    """Mixed precision per device type (:func:`dfpipe.devices.select_device`): the autocast
+    dtype, or ``off`` (float32). ``float16`` comes with loss scaling (a ``GradScaler``);
+    ``bfloat16`` has float32's range and needs none.
+
+    CUDA: float16 (tensor cores on every GPU since Volta; ``bfloat16`` on Ampere and newer).
+    CPU: off unless asked for. bfloat16 autocast ran a Mel-CNN train step about 2x faster on a
+    CPU with AVX-512 BF16 (docs/models.md), but CPUs without it run it slower than float32,
+    and float32 keeps CPU runs (the demo, the tests) the reference numerics.
+    """
+
+    cuda: str = "float16"
+    cpu: str = "off"
+
+    DTYPES: ClassVar[tuple[str, ...]] = ("float16", "bfloat16", "off")
+
+    def __post_init__(self) -> None:
+        for device_type in ("cuda", "cpu"):
+            if getattr(self, device_type) not in self.DTYPES:
+                raise ConfigError(f"AmpConfig.{device_type} must be one of {self.DTYPES}, "
+                                  f"got {getattr(self, device_type)!r}")
+
+    def dtype_for(self, device_type: str) -> str:
+        """The autocast dtype name on ``device_type`` (``cuda``/``cpu``; others: ``off``)."""
+        return getattr(self, device_type) if device_type in ("cuda", "cpu") else "off"
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     """How a detector is trained (the study's recipe); see dfpipe.train.
 
@@ -602,7 +769,7 @@ class TrainConfig:
     grad_clip: float = 1.0  # max global L2 norm
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    amp: bool = True  # float16 autocast + GradScaler; only ever active on CUDA
+    amp: bool = True  # mixed precision at amp_dtypes (CUDA float16 + GradScaler; CPU off by default)
     cpu_threads: int | None = None
     """Torch threads on the CPU; ``None``: every core (Dask workers start torch with one)."""
     default_condition: str = RAW_CONDITION  # data specs without :CONDITION: the ingested files as they are
@@ -616,6 +783,15 @@ class TrainConfig:
     init_from: str | None = None
     """A model checkpoint (``epoch-NNN.pt`` URI) whose weights start the run (warm start;
     the optimiser starts fresh). Its run id and epoch are part of the new run's identity."""
+    stream: StreamConfig = field(default_factory=StreamConfig)
+    """Reading the train, val and eval clips from the lake (shuffle buffer, reader threads)."""
+    amp_dtypes: AmpConfig = field(default_factory=AmpConfig)
+    """The autocast dtype per device type when ``amp`` (CPU: off unless set)."""
+    eval_every: dict[str, int] = field(default_factory=dict)
+    """Eval sets (by dataset name) scored every N epochs, not every one: at epochs N, 2N, ...
+    and always at the run's last (a study's ``every: N``); ``val`` and the sets not named are
+    scored every epoch. Not part of the run's identity: it changes when a set is scored, not
+    what is trained."""
 
     BALANCE_MODES = ("undersample", "weight")
     MEL_BATCH = 128
@@ -636,6 +812,9 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None:
                 _positive("TrainConfig", **{name: value})
+        for dataset, every in self.eval_every.items():
+            if not isinstance(every, int) or every < 1:
+                raise ConfigError(f"TrainConfig.eval_every[{dataset!r}] must be an integer >= 1, got {every!r}")
 
     def batch_size_for(self, arch: str) -> int:
         return self.batch_size or (self.WAVLM_BATCH if arch.startswith("wavlm") else self.MEL_BATCH)
@@ -650,17 +829,29 @@ class ScoreConfig:
 
     batch_size: int = 64  # clips (or windows) per forward pass
     device: str = "auto"
-    amp: bool = True  # CUDA only
+    amp: bool = True  # mixed precision at amp_dtypes (CPU off by default)
     cpu_threads: int | None = None  # None: every core
     hop_s: float = 1.5  # window hop over whole files; windows are AudioConfig.clip_seconds long
     files_per_task: int = 8  # files decoded per Dask task
     max_in_flight: int = 8  # decode tasks submitted but not yet consumed (bounds memory)
     files_per_part: int = 256  # scored files per output Parquet part (unit of resume)
+    stream: StreamConfig = field(default_factory=StreamConfig)
+    """Reading lake clips for ``dfpipe score`` (reader threads; no shuffle) and writing predictions."""
+    amp_dtypes: AmpConfig = field(default_factory=AmpConfig)
+    """The autocast dtype per device type when ``amp``."""
+    min_duration_s: float = field(default_factory=lambda: IngestConfig().min_duration_s)
+    """Archive files shorter than this are rejected (``too_short``), as ingest rejects them."""
+    max_in_memory_s: float = 300.0
+    """A file decoding to more than this is not held whole (19 MB of 16 kHz float32 here, its
+    windows twice that): the worker only counts its samples, then this process decodes it
+    again and scores its windows as they stream, a batch at a time (memory: one batch)."""
+    decode: DecodeConfig = field(default_factory=DecodeConfig)
+    """The decoder sandbox and signal checks applied to every archive file."""
 
     def __post_init__(self) -> None:
         _positive("ScoreConfig", batch_size=self.batch_size, hop_s=self.hop_s,
                   files_per_task=self.files_per_task, max_in_flight=self.max_in_flight,
-                  files_per_part=self.files_per_part)
+                  files_per_part=self.files_per_part, max_in_memory_s=self.max_in_memory_s)
 
 
 
@@ -848,3 +1039,95 @@ def cache_dir() -> Path:
 def demo_corpus_dir(size: str, seed: int) -> Path:
     """Where the demo study and the tests build the demo corpus of this size and seed."""
     return cache_dir() / f"demo-{size}-seed{seed}"
+
+
+# -- calibration, fusion, detection and the shipped detector (dfpipe.llr, dfpipe.calibration) --
+def effective_spoof_prior(p_spoof: float = MetricsConfig.p_spoof, c_miss: float = MetricsConfig.c_miss,
+                          c_fa: float = MetricsConfig.c_fa) -> float:
+    """The one prior that carries the DCF's costs (the effective prior of BOSARIS, of spoof):
+    ``c_fa p / (c_fa p + c_miss (1 - p))``, 0.345 at the ASVspoof 5 costs (p 0.05, c_miss 1,
+    c_fa 10). Deciding spoof when the LLR exceeds ``-logit`` of it is the Bayes decision at
+    those costs (:attr:`CalibrationConfig.bayes_threshold`)."""
+    return c_fa * p_spoof / (c_fa * p_spoof + c_miss * (1.0 - p_spoof))
+
+
+@dataclass(frozen=True)
+class CalibrationConfig:
+    """Calibration and fusion of scores into log-likelihood ratios (``dfpipe calibrate``/``fuse``).
+
+    A prior-weighted logistic regression (BOSARIS' ``train_binary_classifier``, the ASVspoof
+    practice) maps scores to a spoof LLR ``w . s + b``: each class weighs ``prior`` (spoof)
+    and ``1 - prior`` (bona fide) in the loss whatever its count, and ``logit(prior)`` is
+    taken off the fitted log-odds, so the result is an LLR, not a posterior at the dev set's
+    class balance.
+    """
+
+    prior: float = effective_spoof_prior()
+    """Spoof prior of the fit's loss: the effective prior of :class:`MetricsConfig`'s costs,
+    so the fit minimises the cost actDCF measures."""
+    inverse_regularisation: float = 100.0
+    """scikit-learn's ``C``: weak L2 on the weights, so a dev set the scores separate
+    perfectly (the small demo's val split often is) still gets a finite slope."""
+    max_iter: int = 1000  # lbfgs iterations of the logistic regression
+    tol: float = 1e-10
+    """lbfgs stopping tolerance: scikit-learn's 1e-4 leaves the slope ~1e-3 off the optimum;
+    a 1-3 parameter fit to 1e-10 costs milliseconds."""
+    file_suffix: str = ".calibration.json"
+    """Beside ``epoch-NNN.pt``: ``epoch-NNN.calibration.json`` (the last calibration fitted)."""
+    fusion_prefix: str = "fusion-"
+    """run_id prefix of the pseudo-run a fusion writes into ``predictions`` (epoch 0)."""
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.prior < 1.0:
+            raise ConfigError(f"CalibrationConfig.prior must be in (0, 1), got {self.prior}")
+        _positive("CalibrationConfig", max_iter=self.max_iter, inverse_regularisation=self.inverse_regularisation,
+                  tol=self.tol)
+
+    @property
+    def bayes_threshold(self) -> float:
+        """The spoof-LLR threshold of the Bayes decision at ``prior``: ``ln((1 - prior) / prior)``
+        (= ln(c_miss (1 - p) / (c_fa p)) = ln 1.9 at the ASVspoof 5 costs; on the ASVspoof
+        cm-score, higher = bona fide, it is their ``-ln beta``)."""
+        return math.log((1.0 - self.prior) / self.prior)
+
+
+@dataclass(frozen=True)
+class DefaultDetectorConfig:
+    """The detector shipped inside the package (``dfpipe detect``, ``score-archive`` without
+    ``--checkpoint``) and the recipe that trains it (``dfpipe train-default``)."""
+
+    package_folder: str = "pretrained"
+    """``dfpipe/pretrained/`` (package data): the checkpoint and its calibration."""
+    checkpoint_name: str = "default-detector.pt"
+    metrics_name: str = "default-detector.metrics.json"  # the model card's figures, beside it
+    archs: tuple[str, ...] = ("mel-cnn", "mel-multiscale")
+    """Both mel detectors are trained; the one with the lower EER on the built-in OOD split ships."""
+    corpus_size: str = "full"
+    corpus_seed: int = 0
+    epochs: int = 50  # the study's mel recipe: OOD keeps improving after validation plateaus
+    lr: float = 5e-5
+    batch_size: int | None = None  # None: TrainConfig's mel batch
+    val_fraction: float = 0.2
+    """Larger than training's 5 %: the val split is also the calibration's dev set."""
+    selection_dataset: str = "ood"  # the built-in split of families and speakers never trained on
+    test_dataset: str = "test"
+
+    def __post_init__(self) -> None:
+        _positive("DefaultDetectorConfig", epochs=self.epochs, lr=self.lr)
+        if not self.archs or any(not arch.startswith("mel-") for arch in self.archs):
+            raise ConfigError(f"DefaultDetectorConfig.archs must be mel detectors, got {self.archs!r}")
+        if not 0.0 < self.val_fraction < 1.0:
+            raise ConfigError(f"DefaultDetectorConfig.val_fraction must be in (0, 1), got {self.val_fraction}")
+
+
+@dataclass(frozen=True)
+class OnnxConfig:
+    """``dfpipe export --onnx``: the mel detectors as one ONNX graph, front end included."""
+
+    opset: int = 17  # the first opset with the ops the graph needs everywhere (onnxruntime >= 1.14)
+    parity_atol: float = 1e-3
+    """Largest |logit difference| the export accepts against PyTorch on the same clips (the
+    graph's DFT is a float32 matrix product, PyTorch's an FFT: ~1e-5 apart in practice)."""
+
+    def __post_init__(self) -> None:
+        _positive("OnnxConfig", opset=self.opset, parity_atol=self.parity_atol)

@@ -3,13 +3,29 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 
 import pytest
 
+# A Prefect home of this session's own, set before anything imports prefect: its databases and
+# the dfpipe server that the first CLI command starts in the background (dfpipe/flows/server.py)
+# stay apart from the user's and from other sessions', and that server is stopped at the end.
+PREFECT_HOME = os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="dfpipe-tests-prefect-")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _session_prefect_home():
+    """Stop the session's dfpipe server (if a command started one) and remove its Prefect home."""
+    yield
+    from dfpipe.flows.server import stop_server
+
+    stop_server()
+    shutil.rmtree(PREFECT_HOME, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

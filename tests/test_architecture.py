@@ -18,9 +18,9 @@ LAYERS = ("foundation", "library", "stage", "flows", "cli")
 FOUNDATION = {"errors", "config", "schemas", "lake", "stage_kit", "parquet_source", "progress"}
 LIBRARIES = {"audio_io", "frontend", "models", "checkpoints", "devices", "clipsets", "feature_table",
              "predictions", "corpora", "metric_tables", "conditions.grammar", "diagnostics.landscape",
-             "diagnostics.figure", "publish"}
+             "diagnostics.figure", "publish", "llr", "shipped_model"}
 STAGES = {"ingest", "conditions", "features", "train", "score", "archive_scoring", "metrics", "diagnostics",
-          "study", "report", "export"}
+          "study", "report", "export", "calibration", "onnx_export"}
 
 
 def _module_name(path: Path) -> str:

@@ -11,8 +11,18 @@ import os
 
 import click
 
+from dfpipe.config import PREFECT_SERVER_ENV
+
 # Prefect reads its settings at import: set ours before any command imports it.
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("DO_NOT_TRACK", "1")  # nor the client's (no background sender at each command)
+# The commands print their own progress and summary: Prefect's console shows warnings and
+# errors only (its INFO lines still reach the server; PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL=INFO
+# shows them).
+os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
+# No PREFECT_API_URL: the first flow starts a local server in the background, later commands
+# reuse it (dfpipe/flows/server.py; `dfpipe server stop`).
+os.environ.setdefault(PREFECT_SERVER_ENV, "background")
 # The ephemeral server needs ~10 s on an idle 2-core machine; Prefect's 20 s default fails
 # when the machine is busy (e.g. Dask workers starting at the same time).
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
@@ -35,6 +45,11 @@ COMMANDS: dict[str, str] = {
     "features": "dfpipe.cli.features:features",
     "diagnose": "dfpipe.cli.diagnose:diagnose",
     "corpus": "dfpipe.cli.corpus:corpus",
+    "server": "dfpipe.cli.server:server",
+    "calibrate": "dfpipe.cli.calibrate:calibrate",
+    "fuse": "dfpipe.cli.fuse:fuse",
+    "detect": "dfpipe.cli.detect:detect",
+    "train-default": "dfpipe.cli.detect:train_default",
 }
 
 

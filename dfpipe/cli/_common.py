@@ -14,7 +14,13 @@ from typing import Any
 
 import click
 
-from dfpipe.config import DASK_ADDRESS_ENV, DEFAULT_LAKE, LAKE_ENV, DaskConfig
+from dfpipe.config import (
+    DASK_ADDRESS_ENV,
+    DEFAULT_LAKE,
+    IN_PROCESS_SHARDS_ENV,
+    LAKE_ENV,
+    DaskConfig,
+)
 from dfpipe.errors import DfpipeError
 
 
@@ -30,25 +36,32 @@ def lake_option(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def dask_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    """``--dask-address`` / ``--workers``, turned into a ``dask_config`` argument."""
+    """``--dask-address`` / ``--workers`` / ``--in-process-shards``, turned into a ``dask_config`` argument."""
 
     @click.option(
         "--dask-address",
         envvar=DASK_ADDRESS_ENV,
         default=None,
-        help="Join this Dask scheduler (tcp://host:8786) instead of starting a LocalCluster.",
+        help="Run on this Dask scheduler (tcp://host:8786), however small the work.",
     )
     @click.option("--workers", type=int, default=None, help="LocalCluster workers (default: one per core).")
+    @click.option("--in-process-shards", type=click.IntRange(min=0), envvar=IN_PROCESS_SHARDS_ENV,
+                  default=DaskConfig.in_process_shards, show_default=True,
+                  help="Work of at most this many shards runs in this process, without starting a "
+                       "LocalCluster (0: always start one).")
     @functools.wraps(func)
-    def wrapper(*args: Any, dask_address: str | None, workers: int | None, **kwargs: Any) -> Any:
-        kwargs["dask_config"] = DaskConfig(address=dask_address, n_workers=workers)
+    def wrapper(*args: Any, dask_address: str | None, workers: int | None, in_process_shards: int,
+                **kwargs: Any) -> Any:
+        kwargs["dask_config"] = DaskConfig(address=dask_address, n_workers=workers,
+                                           in_process_shards=in_process_shards)
         return func(*args, **kwargs)
 
     return wrapper
 
 
 def friendly_errors(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Print a :class:`DfpipeError` as one clear line and exit 2, not a traceback."""
+    """Print a :class:`DfpipeError` as one clear line (``Error: ...`` on stderr) and exit 1, not a
+    traceback (a flow's own log of it is dropped by :mod:`dfpipe.flows._common`)."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -174,3 +187,17 @@ def note(message: str, output_format: str = "table") -> None:
     """A line beside a table: on stdout with ``table``, on stderr with csv/json (so the
     machine-readable stdout holds only the data)."""
     click.echo(message, err=output_format not in ("table", "line"))
+
+
+def split_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    """``--split`` (repeatable), a ``splits`` tuple: only clips of these ``clips.split`` values."""
+    return click.option(
+        "--split", "splits", multiple=True,
+        help="Only clips of this clips.split value (repeatable: --split train --split dev); default every "
+             "clip. A later run with more splits makes only the clips still missing.",
+    )(func)
+
+
+def splits_text(splits: Sequence[str]) -> str:
+    """`` (splits a, b)`` after a corpus in a summary line; empty for every clip."""
+    return f" (splits {', '.join(splits)})" if splits else ""

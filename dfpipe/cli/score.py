@@ -40,7 +40,8 @@ def score(lake: str, run_id: str, epoch: int | None, corpus: str, condition: str
 
 @click.command("score-archive")
 @click.argument("paths", nargs=-1, required=True)
-@click.option("--checkpoint", required=True, help="An epoch-NNN.pt (path or fsspec URL).")
+@click.option("--checkpoint", default=None,
+              help="An epoch-NNN.pt (path or fsspec URL). Default: the detector shipped with dfpipe.")
 @click.option("--out", required=True, help="Output folder: OUT/scores/*.parquet, OUT/rejects/*.parquet.")
 @click.option("--hop", "hop_s", type=float, default=ScoreConfig.hop_s, show_default=True,
               help="Seconds between windows over whole files.")
@@ -49,7 +50,7 @@ def score(lake: str, run_id: str, epoch: int | None, corpus: str, condition: str
 @click.option("--no-flow", is_flag=True, help="Decode in this process, without Prefect and Dask.")
 @dask_options
 @friendly_errors
-def score_archive(paths: tuple[str, ...], checkpoint: str, out: str, hop_s: float, batch_size: int, device: str,
+def score_archive(paths: tuple[str, ...], checkpoint: str | None, out: str, hop_s: float, batch_size: int, device: str,
                   no_flow: bool, dask_config: DaskConfig) -> None:
     """Score audio files (PATHS: files, folders, globs) with a checkpoint.
 
@@ -61,6 +62,9 @@ def score_archive(paths: tuple[str, ...], checkpoint: str, out: str, hop_s: floa
     Example:
       dfpipe score-archive 'calls/**/*.mp3' --checkpoint lake/checkpoints/RUN/epoch-050.pt --out scores
     """
+    from dfpipe.shipped_model import default_checkpoint
+
+    checkpoint = checkpoint or default_checkpoint()
     config = ScoreConfig(hop_s=hop_s, batch_size=batch_size, device=device)
     if no_flow:
         from dfpipe.archive_scoring import score_archive as run

@@ -7,12 +7,14 @@ Dask task runner) and shows a progress bar as shards complete.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from prefect import flow, task, unmapped
 from prefect.cache_policies import NO_CACHE
 
 from dfpipe.conditions import ConditionShard, condition_shard, plan_conditions
 from dfpipe.config import ConditionsConfig, DaskConfig
-from dfpipe.flows._common import collect, dask_task_runner
+from dfpipe.flows._common import collect, run_stage
 from dfpipe.stage_kit import StageSummary
 
 
@@ -26,21 +28,23 @@ def make_condition_shard(shard: ConditionShard, config: ConditionsConfig) -> Sta
 
 @flow(name="conditions", validate_parameters=False)
 def conditions_flow(lake_uri: str, corpus: str, conditions: list[str],
-                    config: ConditionsConfig | None = None, show_progress: bool = True) -> StageSummary:
-    """Make every missing (clip, condition) of ``corpus`` into the ``audio`` table.
+                    config: ConditionsConfig | None = None, show_progress: bool = True,
+                    splits: list[str] | None = None) -> StageSummary:
+    """Make every missing (clip, condition) of ``corpus`` (of ``splits``; ``None``: every
+    clip) into the ``audio`` table.
 
     Use :func:`run_conditions_flow` to choose the Dask cluster.
     """
     config = config or ConditionsConfig()
-    shards = plan_conditions(lake_uri, corpus, conditions, config)
+    shards = plan_conditions(lake_uri, corpus, conditions, config, splits=splits)
     futures = make_condition_shard.map(shards, unmapped(config))
     return collect(list(futures), f"condition {corpus}", show_progress)
 
 
 def run_conditions_flow(lake_uri: str, corpus: str, conditions: list[str], *,
                         config: ConditionsConfig | None = None, dask_config: DaskConfig | None = None,
-                        show_progress: bool = True) -> StageSummary:
-    """Run :func:`conditions_flow` on a LocalCluster, or on the scheduler in ``dask_config``."""
-    runner = dask_task_runner(dask_config or DaskConfig())
-    return conditions_flow.with_options(task_runner=runner)(lake_uri, corpus, list(conditions), config,
-                                                            show_progress)
+                        show_progress: bool = True, splits: Iterable[str] | None = None) -> StageSummary:
+    """Run :func:`conditions_flow` in this process, on a LocalCluster or on the scheduler in
+    ``dask_config`` (:func:`dfpipe.flows._common.run_stage`)."""
+    return run_stage(conditions_flow, dask_config or DaskConfig(), lake_uri, corpus, list(conditions), config,
+                     show_progress, None if splits is None else list(splits))

@@ -19,6 +19,7 @@ from dfpipe.config import DaskConfig, DiagnosticsConfig
 from dfpipe.diagnostics import DiagnoseSummary, ProgressFn, diagnose
 from dfpipe.errors import DfpipeError
 from dfpipe.flows._common import dask_task_runner
+from dfpipe.flows.server import prefect_api
 
 
 def _not_a_user_error(task: object, task_run: object, state: State) -> bool:
@@ -66,5 +67,6 @@ def run_diagnose_flow(lake_uri: str, checkpoints: Sequence[tuple[str, int | None
         raise ValueError("progress callbacks run in-process only: pass dask_config=None to use one")
     else:
         runner = dask_task_runner(dask_config)
-    return diagnose_flow.with_options(task_runner=runner)(lake_uri, list(checkpoints), holdout, config, overwrite,
-                                                          progress)
+    with prefect_api():
+        return diagnose_flow.with_options(task_runner=runner)(lake_uri, list(checkpoints), holdout, config,
+                                                              overwrite, progress)

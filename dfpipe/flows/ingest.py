@@ -14,7 +14,7 @@ from prefect import flow, task, unmapped
 from prefect.cache_policies import NO_CACHE
 
 from dfpipe.config import DaskConfig, IngestConfig
-from dfpipe.flows._common import completed, dask_task_runner
+from dfpipe.flows._common import completed, run_stage
 from dfpipe.ingest import (
     DEFAULT_CONFIG,
     IngestShard,
@@ -68,8 +68,7 @@ def run_ingest_flow(
     dask_config: DaskConfig = DEFAULT_DASK,
     show_progress: bool = True,
 ) -> IngestSummary:
-    """Run :func:`ingest_flow` on a LocalCluster, or on the scheduler in ``dask_config``."""
-    runner = dask_task_runner(dask_config)
-    return ingest_flow.with_options(task_runner=runner)(
-        lake_uri, corpus, corpus_format, os.fspath(path), config, show_progress
-    )
+    """Run :func:`ingest_flow` in this process, on a LocalCluster or on the scheduler in
+    ``dask_config`` (:func:`dfpipe.flows._common.run_stage`)."""
+    return run_stage(ingest_flow, dask_config, lake_uri, corpus, corpus_format, os.fspath(path), config,
+                     show_progress)
