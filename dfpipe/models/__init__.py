@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import typing
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dfpipe.config import (
     MelCNNConfig,
@@ -24,7 +24,21 @@ from dfpipe.config import (
     WavLMCNNConfig,
 )
 from dfpipe.errors import ConfigError
-from dfpipe.models.base import INPUTS, Batch, Detector
+
+if TYPE_CHECKING:
+    from dfpipe.models.base import INPUTS, Batch, Detector
+
+_BASE_NAMES = ("INPUTS", "Batch", "Detector")
+
+
+def __getattr__(name: str) -> Any:
+    # torch loads on first use of a model name, not on import: the command line lists the
+    # architectures (``dfpipe --help``, option choices) without paying for torch.
+    if name in _BASE_NAMES:
+        from dfpipe.models import base
+
+        return getattr(base, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 ARCHITECTURES: dict[str, tuple[str, type]] = {
     "mel-cnn": ("dfpipe.models.mel_cnn:MelCNN", MelCNNConfig),
