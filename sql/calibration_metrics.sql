@@ -1,6 +1,7 @@
 -- calibration_metrics: act_dcf and cllr before and after calibration, per group and dev set.
 -- materialized: table
--- depends_on: asv_block_metrics, calibrated_blocks, calibrations, score_groups, score_metrics
+-- depends_on: asv_block_metrics, calibrated_blocks, calibrations, group_keyed, score_groups
+-- depends_on: score_metrics
 -- grain: one row per run per epoch per dataset per grouping per group value per calibration
 --   dev set (fitted_on), for every run and epoch with a calibrations row.
 -- conventions: the asvspoof 5 definitions of asv_block_metrics, on two scores of the same
@@ -14,12 +15,18 @@
 --   are then those of the reversed scores.
 with
 
-calibrated as (
-    select * from asv_block_metrics('calibrated_blocks')
+-- read by group_keyed('calibrated', 'score_groups'), by name
+calibrated as (  -- noqa: ST03
+    select
+        group_id.score_group_id as group_id,
+        struct_extract(group_id, 'fitted_on') as fitted_on,
+        struct_extract(group_id, 'is_held_out') as is_held_out,
+        * exclude (group_id),
+    from asv_block_metrics('calibrated_blocks')
 ),
 
-group_keys as (
-    select * from score_groups
+keyed as (
+    select * from group_keyed('calibrated', 'score_groups')
 ),
 
 raw_metrics as (
@@ -30,26 +37,6 @@ maps as (
     select * from calibrations
 ),
 
-keyed as (
-    select
-        group_keys.run_id,
-        group_keys.epoch,
-        group_keys.dataset,
-        group_keys.grouping,
-        group_keys.group_value,
-        struct_extract(calibrated.group_id, 'fitted_on') as fitted_on,
-        calibrated.n_bonafide,
-        calibrated.n_spoof,
-        calibrated.eer,
-        calibrated.min_dcf,
-        calibrated.act_dcf,
-        calibrated.act_dcf_threshold,
-        calibrated.cllr,
-        calibrated.reason,
-    from calibrated
-    inner join group_keys on calibrated.group_id.score_group_id = group_keys.group_id
-),
-
 compared as (
     select
         keyed.run_id,
@@ -58,7 +45,7 @@ compared as (
         keyed.grouping,
         keyed.group_value,
         keyed.fitted_on,
-        keyed.dataset != keyed.fitted_on as is_held_out,
+        keyed.is_held_out,
         maps.slope,
         maps.intercept,
         maps.prior,

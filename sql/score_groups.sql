@@ -3,8 +3,8 @@
 -- depends_on: score_group_cells
 -- grain: one row per run per epoch per dataset per grouping per group value.
 -- conventions: groupings, pooled bona fide and group_id as in score_group_cells. the
---   per-group tables (score_metrics, threshold_metrics, grouped_scores) compute by group_id
---   and read their key columns from here.
+--   per-group tables compute by group_id and take their key columns from here (through the
+--   group_keyed macro).
 with
 
 memberships as (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import tempfile
@@ -50,8 +51,12 @@ def demo_corpus_small():
     from dfpipe.corpora.demo import build_demo_corpus, cached_build
 
     out = Path(os.environ.get("DFPIPE_CACHE", Path.home() / ".cache" / "dfpipe")) / "demo-small-seed0"
-    if cached_build(out, "small", 0) is None:
-        spawn = multiprocessing.get_context("spawn")  # no fork of a process that may hold threads
-        with concurrent.futures.ProcessPoolExecutor(2, mp_context=spawn) as pool:
-            build_demo_corpus(out, "small", 0, executor=pool)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # One builder at a time: parallel test workers (pytest -n) wait for the first one's build.
+    with open(out.parent / "demo-small-seed0.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if cached_build(out, "small", 0) is None:
+            spawn = multiprocessing.get_context("spawn")  # no fork of a process that may hold threads
+            with concurrent.futures.ProcessPoolExecutor(2, mp_context=spawn) as pool:
+                build_demo_corpus(out, "small", 0, executor=pool)
     return out

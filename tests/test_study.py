@@ -224,19 +224,6 @@ def test_bad_warm_starts_and_overrides_name_the_problem(tmp_path, experiments, m
         plan_study(_study(tmp_path, f"experiments: {experiments}\n"))
 
 
-@pytest.mark.parametrize(
-    "patch, message",
-    [
-        ("b: {corpus: d, condition: flac, balance: oversample}", "balance must be one of"),
-        ("b: {corpus: d, condition: flac, test: nope}", "names test set 'nope', not in eval_sets"),
-    ],
-)
-def test_bad_train_set_fields_name_the_problem(tmp_path, patch, message):
-    base = SMALL.replace("b: {corpus: d, condition: flac, test: d_test, ood: d_ood}", patch)
-    with pytest.raises(ConfigError, match=message):
-        _study(tmp_path, "experiments: [{name: e, architectures: [mel-cnn], train: [b]}]\n", base)
-
-
 # -- what a run's balance and init_from do in the trainer --------------------------------------
 
 @pytest.fixture(scope="module")
@@ -352,19 +339,29 @@ def test_an_eval_set_every_n_epochs_reaches_the_trainer(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "patch, message",
+    "base, old, new, train, message",
     [
-        ("whole: {corpus: d, condition: flac, every: 0}", "greater than or equal to 1"),
-        ("whole: {corpus: d, condition: flac, every: two}", "valid integer"),
+        (SMALL, "b: {corpus: d, condition: flac, test: d_test, ood: d_ood}",
+         "b: {corpus: d, condition: flac, balance: oversample}", "b", "balance must be one of"),
+        (SMALL, "b: {corpus: d, condition: flac, test: d_test, ood: d_ood}",
+         "b: {corpus: d, condition: flac, test: nope}", "b", "names test set 'nope', not in eval_sets"),
+        (SLICES, "whole: {corpus: d, condition: flac}", "whole: {corpus: d, condition: flac, every: 0}", "flac",
+         "greater than or equal to 1"),
+        (SLICES, "whole: {corpus: d, condition: flac}", "whole: {corpus: d, condition: flac, every: two}", "flac",
+         "valid integer"),
+        # train sets train every epoch
+        (SLICES, "flac: {corpus: c, condition: flac}", "flac: {corpus: c, condition: flac, every: 2}", "flac",
+         "(?s)flac.every.*Extra inputs are not permitted"),
     ],
 )
-def test_bad_every_names_the_problem(tmp_path, patch, message):
-    base = SLICES.replace("whole: {corpus: d, condition: flac}", patch)
+def test_bad_train_and_eval_set_fields_name_the_problem(tmp_path, base, old, new, train, message):
+    assert old in base  # else the case would test the unpatched study
     with pytest.raises(ConfigError, match=message):
-        _study(tmp_path, "experiments: [{name: e, architectures: [mel-cnn], train: [flac]}]\n", base)
-    base = SLICES.replace("flac: {corpus: c, condition: flac}", "flac: {corpus: c, condition: flac, every: 2}")
-    with pytest.raises(ConfigError, match="(?s)flac.every.*Extra inputs are not permitted"):  # train sets train every epoch
-        _study(tmp_path, "experiments: [{name: e, architectures: [mel-cnn], train: [flac]}]\n", base)
+        _study(tmp_path, f"experiments: [{{name: e, architectures: [mel-cnn], train: [{train}]}}]\n",
+               base.replace(old, new))
+
+
+def test_a_zero_eval_every_is_refused():
     with pytest.raises(ConfigError, match=r"eval_every\['d_test'\] must be an integer >= 1"):
         TrainConfig(eval_every={"d_test": 0})
 
