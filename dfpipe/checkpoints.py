@@ -15,14 +15,13 @@ Two kinds, both under ``LAKE/checkpoints/<run_id>/``:
 from __future__ import annotations
 
 import io
-import os
 from typing import Any
 
 import fsspec
 import torch
 
 from dfpipe.errors import DfpipeError
-from dfpipe.lake import atomic_write
+from dfpipe.lake import write_bytes_atomic
 from dfpipe.models import Detector, build_model, config_from_dict, config_to_dict
 
 
@@ -41,14 +40,7 @@ def save(payload: dict[str, Any], uri: str) -> int:
     checkpoint under the final name.
     """
     data = to_bytes(payload)
-    fs, path = fsspec.core.url_to_fs(uri)
-    fs.makedirs(os.path.dirname(path), exist_ok=True)
-
-    def write(tmp: str) -> None:
-        with fs.open(tmp, "wb") as sink:
-            sink.write(data)
-
-    atomic_write(path, write, fs)
+    write_bytes_atomic(uri, data)
     return len(data)
 
 

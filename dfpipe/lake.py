@@ -105,6 +105,20 @@ def atomic_write(final: str, write: Callable[[str], object], fs: fsspec.Abstract
     return final
 
 
+
+def write_bytes_atomic(uri: str, data: bytes) -> str:
+    """Write ``data`` to ``uri`` (a path or fsspec URL; its folder is made) with
+    :func:`atomic_write`; returns ``uri``. Checkpoints and small JSON sidecars go through it."""
+    fs, path = fsspec.core.url_to_fs(uri)
+    fs.makedirs(os.path.dirname(path), exist_ok=True)
+
+    def write(tmp: str) -> None:
+        with fs.open(tmp, "wb") as sink:
+            sink.write(data)
+
+    atomic_write(path, write, fs)
+    return uri
+
 def stable_id(*parts: str | bytes, length: int = 32) -> str:
     """A deterministic hex id of ``parts`` (sha256, truncated to ``length`` hex digits).
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from dataclasses import asdict, dataclass
 
 import fsspec
@@ -30,7 +29,7 @@ import numpy as np
 
 from dfpipe.config import CalibrationConfig
 from dfpipe.errors import DfpipeError
-from dfpipe.lake import atomic_write
+from dfpipe.lake import write_bytes_atomic
 
 FORMAT = "dfpipe-score-map/1"
 """``format`` of a stored map: readers refuse any other."""
@@ -134,15 +133,7 @@ def calibration_uri(checkpoint_uri: str, config: CalibrationConfig | None = None
 
 def write_score_map(score_map: ScoreMap, uri: str) -> str:
     """Write ``score_map`` as JSON to ``uri`` (path or fsspec URL), atomically; returns ``uri``."""
-    fs, path = fsspec.core.url_to_fs(uri)
-    fs.makedirs(os.path.dirname(path), exist_ok=True)
-
-    def write(tmp: str) -> None:
-        with fs.open(tmp, "w") as sink:
-            sink.write(score_map.to_json())
-
-    atomic_write(path, write, fs)
-    return uri
+    return write_bytes_atomic(uri, score_map.to_json().encode())
 
 
 def read_calibration(checkpoint_uri: str, config: CalibrationConfig | None = None) -> ScoreMap | None:
