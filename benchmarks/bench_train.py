@@ -7,7 +7,9 @@ and runs its epochs (shuffle, batch gathering, AMP/GradScaler no-ops, grad clipp
 bookkeeping); its clips/s come from ``epochs.wall_s`` (training time of the epoch) and,
 end to end, from the whole call (data loading, val predictions, checkpoints included).
 The baseline is a bare forward/backward/step loop of the same model, same batch size and
-optimiser, over the same clips pre-loaded as float32 tensors. Target: trainer epoch loop
+optimiser, over the same clips pre-loaded as float32 tensors (:func:`load_in_memory`: the
+whole-set loader dfpipe's trainer used before it streamed; ``bench_scale.py train`` compares
+the two loaders). Target: trainer epoch loop
 >= 0.85x the bare loop. Both are measured in this one process run, so the ratio holds on a
 busy machine even when the absolute numbers do not.
 """
@@ -24,9 +26,12 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from dfpipe.clipsets import DataSpec, load_clip_set
+import numpy as np
+import pyarrow.compute as pc
+
 from dfpipe.config import FeaturesConfig, FrontendConfig, IngestConfig, TrainConfig
 from dfpipe.corpora.demo import build_demo_corpus
+from dfpipe.feature_table import iter_feature_batches
 from dfpipe.features import run_features
 from dfpipe.ingest import corpus_entries, ingest
 from dfpipe.lake import Lake
@@ -43,12 +48,31 @@ def demo_lake(root: str) -> str:
     return root
 
 
+def load_in_memory(lake: str, corpus: str, split: str | None) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """The clips of ``corpus@split`` in memory, as the trainer held them before streaming:
+    ``(mel (N, 2, 128, 301) float16, labels (N,) float32, clip ids)`` in ``clip_id`` order,
+    filled from one pass over the features in Arrow batches."""
+    where = pc.field("corpus") == corpus
+    if split is not None:
+        where &= pc.field("split") == split
+    meta = Lake(lake).read("clips", columns=["clip_id", "label"], filter=where).sort_by("clip_id")
+    ids = meta.column("clip_id").to_pylist()
+    position = {cid: i for i, cid in enumerate(ids)}
+    mel = np.zeros((len(ids), *FrontendConfig().mel_shape), np.float16)
+    seen = np.zeros(len(ids), bool)
+    for batch_ids, batch_mel, _ in iter_feature_batches(lake, corpus, "raw"):
+        rows = np.array([position.get(cid, -1) for cid in batch_ids])
+        keep = rows >= 0
+        mel[rows[keep]] = batch_mel.numpy()[keep]
+        seen[rows[keep]] = True
+    labels = pc.equal(meta.column("label"), "spoof").to_numpy(zero_copy_only=False).astype(np.float32)
+    return mel[seen], labels[seen], [cid for cid, ok in zip(ids, seen) if ok]
+
+
 def bare_loop(arch: str, lake: str, batch_size: int, epochs: int, cfg: TrainConfig) -> float:
     """clips/s of forward/backward/step over pre-loaded float32 tensors."""
-    spec = DataSpec.parse("demo", default_condition=cfg.default_condition, default_split=cfg.default_train_split)
-    clips = load_clip_set(Lake(lake), spec, {"mel"}, FrontendConfig())
-    mel = torch.from_numpy(clips.mel.astype("float32"))
-    labels = torch.from_numpy(clips.labels)
+    mel, labels, _ = load_in_memory(lake, "demo", cfg.default_train_split)
+    mel, labels = torch.from_numpy(mel.astype("float32")), torch.from_numpy(labels)
     torch.manual_seed(0)
     model = build_model(arch).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)

@@ -1,9 +1,10 @@
 """The ``features`` table's arrays: encoding them for the writer, streaming them back to readers.
 
 The features stage (:mod:`dfpipe.features`) stores each clip's ``mel`` and ``lfcc`` arrays as
-float16 little-endian bytes in ``large_binary`` columns (:func:`to_binary`); trainers,
-scoring and diagnostics read them back in Arrow record batches with
-:func:`iter_feature_batches` (decoded column-wise by :func:`from_binary`, no loop over rows).
+float16 little-endian bytes in ``large_binary`` columns (:func:`to_binary`) and readers decode
+them column-wise with :func:`from_binary` (no loop over rows): training, scoring and the
+diagnostics row group by row group (:func:`dfpipe.clipsets.stream_batches`), notebooks and
+scripts in Arrow record batches with :func:`iter_feature_batches`.
 Why float16, and what a row weighs: see :mod:`dfpipe.features`.
 """
 
@@ -30,17 +31,19 @@ def to_binary(array: np.ndarray) -> pa.Array:
                                             [None, pa.py_buffer(offsets), pa.py_buffer(flat)])
 
 
-def from_binary(column: pa.Array, shape: Sequence[int]) -> np.ndarray:
-    """Inverse of :func:`to_binary`: a ``large_binary`` column -> ``(B, *shape)`` float32."""
+def from_binary(column: pa.Array, shape: Sequence[int], dtype: np.dtype | type = np.float32) -> np.ndarray:
+    """Inverse of :func:`to_binary`: a ``large_binary`` column -> ``(B, *shape)`` of ``dtype``
+    (float32 by default; float16 keeps the stored values at half the memory). Always a copy,
+    so the Arrow buffers can be freed."""
     column = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
     n = len(column)
     if n == 0:
-        return np.zeros((0, *shape), np.float32)
+        return np.zeros((0, *shape), dtype)
     offsets = np.frombuffer(column.buffers()[1], np.int64)[column.offset:column.offset + n + 1]
     data = np.frombuffer(column.buffers()[2], np.uint8)[offsets[0]:offsets[-1]]
     if not np.all(np.diff(offsets) == int(np.prod(shape)) * 2):
         raise ConfigError(f"features rows do not all have shape {list(shape)}")
-    return data.view("<f2").reshape(n, *shape).astype(np.float32)
+    return data.view("<f2").reshape(n, *shape).astype(dtype, copy=True)
 
 
 def iter_feature_batches(lake: Lake | str, corpus: str, condition: str, clip_ids: Sequence[str] | None = None,

@@ -1,24 +1,28 @@
-"""Predictions I/O: a detector's logits over a clip set, and the ``predictions`` rows they make.
+"""Predictions I/O: a detector's logits over a streamed clip set, and the ``predictions`` rows they make.
 
 Training writes predictions every epoch (``val`` and each eval set) and ``dfpipe score``
 writes them for any corpus with a run's checkpoint; both go through this module, so a
 ``predictions`` row means the same thing whoever wrote it:
 
-- :func:`predict`: spoof logits of every clip of a :class:`~dfpipe.clipsets.ClipSet`;
+- :func:`predict`: spoof logits of each streamed batch (:func:`dfpipe.clipsets.stream_batches`);
 - :func:`spoof_logits`: one batch's logits as they are stored (float32 head);
-- :func:`write_predictions`: one ``predictions`` shard of (run, epoch, dataset);
+- :func:`write_predictions`: the ``predictions`` rows of (run, epoch, dataset), batch by batch,
+  committed shard by shard;
 - :func:`completed_epochs` and :func:`checkpoint_uri`: a run's committed epochs
   (``epochs`` rows, the commit mark of an epoch) and their checkpoints.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable, Iterator
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import torch
 
-from dfpipe.clipsets import ClipSet
+from dfpipe.clipsets import ClipBatch, ClipIndex
 from dfpipe.devices import DeviceContext
 from dfpipe.errors import DfpipeError
 from dfpipe.lake import Lake, check_name, stable_id
@@ -40,30 +44,60 @@ def spoof_logits(model: Detector, batch: Batch, ctx: DeviceContext) -> torch.Ten
 
 
 @torch.no_grad()
-def predict(model: Detector, clip_set: ClipSet, ctx: DeviceContext, batch_size: int) -> np.ndarray:
-    """Spoof logits of every clip of ``clip_set`` (eval mode, :func:`spoof_logits`), ``(N,)`` float64."""
+def predict(model: Detector, batches: Iterable[ClipBatch], ctx: DeviceContext
+            ) -> Iterator[tuple[ClipBatch, np.ndarray]]:
+    """Each batch with its spoof logits (eval mode, :func:`spoof_logits`), ``(B,)`` float64."""
     model.eval()
-    out = []
-    for start in range(0, len(clip_set), batch_size):
-        batch, _ = clip_set.batch(slice(start, start + batch_size))
-        out.append(spoof_logits(model, batch.to(ctx.device), ctx).cpu())
-    return torch.cat(out).double().numpy() if out else np.zeros(0)
+    for clips in batches:
+        yield clips, spoof_logits(model, clips.inputs.to(ctx.device), ctx).cpu().double().numpy()
 
 
-def write_predictions(lake: Lake, clip_set: ClipSet, logits: np.ndarray, *, run_id: str, epoch: int,
-                      dataset: str) -> None:
-    """Write one ``predictions`` shard: every clip of ``clip_set`` for (run, epoch, dataset)."""
-    rows = clip_set.meta
-    n = rows.num_rows
-    table = rows.append_column("run_id", pa.array([run_id] * n, pa.string())) \
-        .append_column("epoch", pa.array([epoch] * n, pa.int32())) \
-        .append_column("dataset", pa.array([dataset] * n, pa.string())) \
-        .append_column("spoof_logit", pa.array(logits, pa.float64()))
+def write_predictions(lake: Lake, index: ClipIndex, scored: Iterable[tuple[ClipBatch, np.ndarray]], *,
+                      run_id: str, epoch: int, dataset: str, rows_per_shard: int) -> np.ndarray:
+    """Write the ``predictions`` rows of (run, epoch, dataset) for the clips of ``index``, from
+    the batches ``scored`` (:func:`predict`) as they come: a shard is committed every
+    ``rows_per_shard`` rows or more, so memory holds one shard's rows, never the whole set.
+    Shards of an earlier write of the same (run, epoch, dataset, condition) that this one did not
+    replace are removed (a rerun of the epoch over fewer clips leaves no stale rows).
+
+    Returns:
+        ``(len(index),)`` float64 logits in index order; NaN for a clip that was not scored
+        (its audio did not decode).
+    """
     # The condition is part of the shard name so one dataset name under two conditions
     # (`dfpipe score --condition`) never overwrites the other.
-    condition = rows.column("condition")[0].as_py() if n else ""
-    shard = f"e{epoch:03d}-{check_name('dataset', dataset)}-{stable_id(condition, length=8)}"
-    lake.write_shard("predictions", table, shard=shard, partition={"run_id": run_id}, mode="overwrite")
+    base = f"e{epoch:03d}-{check_name('dataset', dataset)}-{stable_id(index.spec.condition, length=8)}"
+    partition = {"run_id": run_id}
+    logits = np.full(len(index), np.nan)
+    pending: list[tuple[np.ndarray, np.ndarray]] = []
+    written: set[str] = set()
+
+    def commit() -> None:
+        positions = np.concatenate([p for p, _ in pending])
+        values = np.concatenate([v for _, v in pending])
+        n = len(positions)
+        table = index.meta.take(pa.array(positions)) \
+            .append_column("run_id", pa.array([run_id] * n, pa.string())) \
+            .append_column("epoch", pa.array([epoch] * n, pa.int32())) \
+            .append_column("dataset", pa.array([dataset] * n, pa.string())) \
+            .append_column("spoof_logit", pa.array(values, pa.float64()))
+        shard = f"{base}-p{len(written):05d}"
+        lake.write_shard("predictions", table, shard=shard, partition=partition, mode="overwrite")
+        written.add(lake.shard_path("predictions", shard, partition))
+        pending.clear()
+
+    for clips, values in scored:
+        logits[clips.positions] = values
+        pending.append((clips.positions, values))
+        if sum(len(p) for p, _ in pending) >= rows_per_shard:
+            commit()
+    if pending:
+        commit()
+    mine = re.compile(rf"part-{re.escape(base)}(-p\d{{5}})?\.parquet")
+    for path in lake.files("predictions", partition):
+        if mine.fullmatch(path.rsplit("/", 1)[-1]) and path not in written:
+            lake.fs.rm(path)
+    return logits
 
 
 def completed_epochs(lake: Lake, run_id: str) -> int:

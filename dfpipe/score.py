@@ -1,7 +1,9 @@
 """Scoring the lake: a run's checkpoint over a data spec of the lake -> ``predictions`` rows.
 
 :func:`score` writes them as training writes them every epoch
-(:func:`dfpipe.predictions.write_predictions`), under a dataset name you choose.
+(:func:`dfpipe.predictions.write_predictions`), under a dataset name you choose: the clips are
+streamed from the lake batch by batch and the rows committed shard by shard
+(:class:`~dfpipe.config.StreamConfig`), so memory does not grow with the eval set.
 ``dfpipe score`` runs it in the flow :func:`dfpipe.flows.score.score_flow`. Scoring audio
 files outside the lake (``dfpipe score-archive``) is :mod:`dfpipe.archive_scoring`.
 """
@@ -10,10 +12,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import pyarrow.compute as pc
 
 from dfpipe import checkpoints
-from dfpipe.clipsets import DataSpec, load_clip_set
+from dfpipe.clipsets import DataSpec, read_clip_index, stream_batches
 from dfpipe.config import FrontendConfig, ScoreConfig
 from dfpipe.devices import select_device
 from dfpipe.errors import DfpipeError
@@ -47,7 +50,7 @@ def score(lake_uri: str, run_id: str, data: DataSpec | str, *, dataset: str | No
         epoch: which epoch's checkpoint; ``None`` = the last committed one (the study's
             lesson: out-of-distribution results keep improving after validation plateaus,
             so dfpipe never picks an epoch by validation loss for you).
-        config: batch size and device.
+        config: batch size, device and streaming (reader threads, rows per shard).
 
     Raises:
         DfpipeError: unknown run or epoch, missing data.
@@ -58,13 +61,16 @@ def score(lake_uri: str, run_id: str, data: DataSpec | str, *, dataset: str | No
     dataset = check_name("dataset", dataset or spec.corpus)
     epoch = epoch or completed_epochs(lake, run_id)
     uri = checkpoint_uri(lake, run_id, epoch)
-    ctx = select_device(config.device, amp=config.amp, cpu_threads=config.cpu_threads)
+    ctx = select_device(config.device, amp=config.amp, amp_dtypes=config.amp_dtypes,
+                        cpu_threads=config.cpu_threads)
     model, checkpoint = checkpoints.load_model(uri, ctx.device)
     frontend = dataclass_from_dict(FrontendConfig, checkpoint["frontend_config"])
-    clip_set = load_clip_set(lake, spec, model.needs, frontend)
-    logits = predict(model, clip_set, ctx, config.batch_size)
-    write_predictions(lake, clip_set, logits, run_id=run_id, epoch=epoch, dataset=dataset)
-    return ScoreSummary(run_id=run_id, epoch=epoch, dataset=dataset, data=str(spec), rows=len(clip_set))
+    index = read_clip_index(lake, spec, model.needs, frontend)
+    batches = stream_batches(lake, index, config.batch_size, frontend, config.stream)
+    logits = write_predictions(lake, index, predict(model, batches, ctx), run_id=run_id, epoch=epoch,
+                               dataset=dataset, rows_per_shard=config.stream.predictions_per_shard)
+    return ScoreSummary(run_id=run_id, epoch=epoch, dataset=dataset, data=str(spec),
+                        rows=int((~np.isnan(logits)).sum()))
 
 
 def run_data_spec(lake: Lake | str, run_id: str, data: DataSpec | str) -> DataSpec:

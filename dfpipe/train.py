@@ -1,9 +1,14 @@
 """Training a detector: one function, :func:`train`, that reads top to bottom.
 
-    config -> run id -> device -> model (warm start) -> data (class balancing, train/val
-    split, eval sets) -> optimiser -> resume point -> for each epoch: shuffle ->
-    forward/backward -> clip -> step -> log -> checkpoint -> predictions on val and every
-    eval set -> commit the epoch
+    config -> run id -> device -> model (warm start) -> clip indexes (class balancing,
+    train/val split, eval sets) -> optimiser -> resume point -> for each epoch: stream the
+    shuffled train clips -> forward/backward -> clip -> step -> log -> checkpoint ->
+    predictions on val and every eval set, batch by batch -> commit the epoch
+
+Data are streamed, never loaded whole (:mod:`dfpipe.clipsets`): the split and the balancing
+work on a clip index (ids, labels, where each clip's inputs lie), and each epoch reads the
+inputs unit by unit through reader threads and a bounded shuffle buffer
+(:class:`~dfpipe.config.StreamConfig`), so memory does not grow with the corpus.
 
 What a run writes (``run_id`` = hash of everything that changes its results, except the
 number of epochs, so a finished run can be extended):
@@ -17,10 +22,11 @@ number of epochs, so a finished run can be extended):
 
 Determinism and resume: model initialisation is seeded with ``seed``, and every epoch
 re-seeds torch, NumPy's global generator (Hugging Face's WavLM masking draws from it) and
-the shuffle from ``(seed, epoch)``. A killed run therefore restarts at the epoch after its
-last committed one, from that epoch's weights and optimiser state, and ends with the same
-tables as a run never interrupted (on the same device; CUDA kernels may differ in the last
-bits between runs).
+the shuffle (unit order and buffer permutations) from ``(seed, epoch)``; the reader
+threads only read, in that order, so their number changes nothing. A killed run therefore
+restarts at the epoch after its last committed one, from that epoch's weights and optimiser
+state, and ends with the same tables as a run never interrupted (on the same device; CUDA
+kernels may differ in the last bits between runs).
 """
 
 from __future__ import annotations
@@ -36,7 +42,7 @@ import torch
 from torch import nn
 
 from dfpipe import checkpoints
-from dfpipe.clipsets import DataSpec, load_balanced_clip_set, load_clip_set
+from dfpipe.clipsets import DataSpec, read_clip_index, stream_batches
 from dfpipe.conditions.grammar import describe_condition
 from dfpipe.config import VAL_DATASET, FrontendConfig, TrainConfig, predicts_spoof
 from dfpipe.devices import DeviceContext, restore_grad_scaler, select_device
@@ -113,6 +119,8 @@ def train(
         "train": str(train_spec), "eval": {k: str(v) for k, v in sorted(eval_specs.items())},
         "lr": cfg.lr, "weight_decay": cfg.weight_decay, "batch_size": batch_size,
         "val_fraction": cfg.val_fraction, "grad_clip": cfg.grad_clip, "seed": cfg.seed, "amp": cfg.amp,
+        # the batch order: streaming reads units of clips in a seeded order through this buffer
+        "shuffle": {"buffer": cfg.stream.shuffle_buffer, "unit_clips": cfg.stream.unit_clips},
     }
     # Keys only when set, so runs without balancing or warm start keep their earlier ids.
     if cfg.balance is not None:
@@ -122,7 +130,7 @@ def train(
         identity["init_from"] = f"{init_from['run_id']}@{init_from['epoch']}"
     run_id = stable_id(json.dumps(identity, sort_keys=True), length=16)
     ckpt_dir = checkpoints.run_dir(lake.uri, run_id)
-    ctx = select_device(cfg.device, amp=cfg.amp, cpu_threads=cfg.cpu_threads)
+    ctx = select_device(cfg.device, amp=cfg.amp, amp_dtypes=cfg.amp_dtypes, cpu_threads=cfg.cpu_threads)
 
     # -- model (seeded initialisation) and data --------------------------------------------
     torch.manual_seed(cfg.seed)
@@ -130,14 +138,15 @@ def train(
     if init_from is not None:
         model.load_state_dict(init_from["model"])
     del init_from
-    if cfg.balance == "undersample":  # drawn on clip ids: only the kept clips are read
-        train_all = load_balanced_clip_set(lake, train_spec, model.needs, frontend, per_class=None, seed=cfg.seed)
-    else:
-        train_all = load_clip_set(lake, train_spec, model.needs, frontend)
+    # Clip indexes (ids, labels, where the inputs lie), not inputs: balancing and the split
+    # are drawn on them, and each epoch streams the inputs.
+    train_all = read_clip_index(lake, train_spec, model.needs, frontend)
+    if cfg.balance == "undersample":
+        train_all = train_all.balanced(per_class=None, seed=cfg.seed)
     train_idx, val_idx = stratified_split(train_all.labels, cfg.val_fraction, cfg.seed)
     train_set = train_all.subset(train_idx)
     eval_sets = {VAL_DATASET: train_all.subset(val_idx)}
-    eval_sets.update({name: load_clip_set(lake, spec, model.needs, frontend) for name, spec in eval_specs.items()})
+    eval_sets.update({name: read_clip_index(lake, spec, model.needs, frontend) for name, spec in eval_specs.items()})
     del train_all
 
     # -- optimiser, loss, resume point -----------------------------------------------------
@@ -152,6 +161,8 @@ def train(
         state = checkpoints.load(_state_uri(ckpt_dir, done), ctx.device)
         optimizer.load_state_dict(state["optimizer"])
         restore_grad_scaler(scaler, state["scaler"])
+        # A kill between an epoch's commit and the removal of the state before it left that one.
+        _remove(_state_uri(ckpt_dir, done - 1))
         log(f"run {run_id}: resuming after epoch {done}")
     frontend_dict = config_to_dict(frontend)
     checkpoint_bytes = len(checkpoints.to_bytes(
@@ -169,36 +180,44 @@ def train(
     # -- the epochs ------------------------------------------------------------------------
     for epoch in range(done + 1, epochs + 1):
         started = time.perf_counter()
-        order = seed_epoch(cfg.seed, epoch).permutation(len(train_set))
+        shuffle = seed_epoch(cfg.seed, epoch)
         model.train()
         loss_sum = torch.zeros((), device=ctx.device)
         correct = torch.zeros((), device=ctx.device)
-        for start in range(0, len(order), batch_size):
-            batch, labels = train_set.batch(np.sort(order[start:start + batch_size]))
-            loss, hits = train_step(model, batch, labels, optimizer=optimizer, scaler=scaler,
+        n_train = 0  # clips trained on: a clip whose audio does not decode is skipped
+        for clips in stream_batches(lake, train_set, batch_size, frontend, cfg.stream, shuffle):
+            loss, hits = train_step(model, clips.inputs, clips.labels, optimizer=optimizer, scaler=scaler,
                                     loss_fn=loss_fn, ctx=ctx, grad_clip=cfg.grad_clip)
-            loss_sum += loss * len(labels)
+            loss_sum += loss * len(clips)
             correct += hits
+            n_train += len(clips)
         wall_s = time.perf_counter() - started
         uri = checkpoints.epoch_uri(ckpt_dir, epoch)
         size = checkpoints.save(checkpoints.model_payload(
             model, frontend_config=frontend_dict, run_id=run_id, epoch=epoch), uri)
         checkpoints.save({"epoch": epoch, "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict()},
                          _state_uri(ckpt_dir, epoch))
-        for name, clip_set in eval_sets.items():
-            logits = predict(model, clip_set, ctx, cfg.eval_batch_size)
-            write_predictions(lake, clip_set, logits, run_id=run_id, epoch=epoch, dataset=name)
+        for name, index in eval_sets.items():
+            if epoch % cfg.eval_every.get(name, 1) and epoch != epochs:  # a sparse set: its epochs and the last
+                continue
+            batches = stream_batches(lake, index, cfg.eval_batch_size, frontend, cfg.stream)
+            logits = write_predictions(lake, index, predict(model, batches, ctx), run_id=run_id, epoch=epoch,
+                                       dataset=name, rows_per_shard=cfg.stream.predictions_per_shard)
             if name == VAL_DATASET:  # from the stored logits: no second forward pass
-                val_loss = mean_bce(logits, clip_set.labels)
-        train_loss, train_acc = loss_sum.item() / len(train_set), correct.item() / len(train_set)
+                scored = ~np.isnan(logits)
+                val_loss = mean_bce(logits[scored], index.labels[scored])
+        if not n_train:
+            raise DfpipeError(f"{train_spec}: no train clip's audio decodes (see the rejects table)")
+        train_loss, train_acc = loss_sum.item() / n_train, correct.item() / n_train
         lake.write_shard("epochs", pa.table({
             "run_id": [run_id], "epoch": [epoch], "train_loss": [train_loss], "train_acc": [train_acc],
-            "val_loss": pa.array([val_loss], pa.float64()), "n_train": [len(train_set)], "checkpoint_uri": [uri], "checkpoint_bytes": [size], "wall_s": [wall_s],
+            "val_loss": pa.array([val_loss], pa.float64()), "n_train": [n_train], "checkpoint_uri": [uri],
+            "checkpoint_bytes": [size], "wall_s": [wall_s],
         }), shard=f"e{epoch:03d}", partition={"run_id": run_id}, mode="overwrite")
         if epoch > 1:  # the committed epoch's state replaces the previous one
             _remove(_state_uri(ckpt_dir, epoch - 1))
         log(f"run {run_id} epoch {epoch}/{epochs}: train loss {train_loss:.4f} acc {train_acc:.4f} "
-            f"({len(train_set) / wall_s:.1f} clips/s on {ctx.name})")
+            f"({n_train / wall_s:.1f} clips/s on {ctx.name})")
 
     return TrainSummary(
         run_id=run_id, arch=arch, epochs_done=max(done, epochs), epochs_trained=max(epochs - done, 0),

@@ -379,7 +379,7 @@ def test_diagnose_says_what_is_missing(trained_lake):
         dg.diagnose(lake_uri, "nosuchrun")
     with pytest.raises(DfpipeError, match="no epoch 7"):
         dg.diagnose(lake_uri, run_id, epoch=7)
-    with pytest.raises(DfpipeError, match="no spoof clip"):
+    with pytest.raises(DfpipeError, match="none of its clips has features.*dfpipe features --corpus heldout"):
         dg.diagnose(lake_uri, run_id, holdout="heldout:mp3_128k@*")
 
 

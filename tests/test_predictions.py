@@ -6,7 +6,7 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from dfpipe.clipsets import ClipSet
+from dfpipe.clipsets import ClipBatch, ClipSet
 from dfpipe.config import FrontendConfig
 from dfpipe.devices import DeviceContext
 from dfpipe.models import build_model
@@ -26,14 +26,19 @@ def _clip_set() -> ClipSet:
                    labels=np.zeros(N_CLIPS, np.float32), mel=mel)
 
 
+def _predict(model, clip_set: ClipSet, ctx: DeviceContext) -> np.ndarray:
+    batches = [ClipBatch(np.arange(s, s + BATCH), *clip_set.batch(slice(s, s + BATCH))) for s in range(0, N_CLIPS, BATCH)]
+    return np.concatenate([logits for _, logits in predict(model, batches, ctx)])
+
+
 def test_stored_logits_have_a_float32_head_under_float16_autocast():
     """CPU autocast runs the same float16 path as CUDA's amp: the body in float16, then the
     head in float32 on the upcast embedding; the logits are not float16 values."""
     torch.manual_seed(0)
     model = build_model("mel-cnn").eval()
     clip_set = _clip_set()
-    amp = DeviceContext(device=torch.device("cpu"), amp=True)
-    logits = predict(model, clip_set, amp, BATCH)
+    amp = DeviceContext(device=torch.device("cpu"), amp_dtype=torch.float16)
+    logits = _predict(model, clip_set, amp)
     expected = []
     with torch.no_grad():
         for start in range(0, N_CLIPS, BATCH):
@@ -51,7 +56,7 @@ def test_without_amp_the_stored_logits_are_the_float32_forward():
     torch.manual_seed(0)
     model = build_model("mel-cnn").eval()
     clip_set = _clip_set()
-    logits = predict(model, clip_set, DeviceContext(device=torch.device("cpu"), amp=False), BATCH)
+    logits = _predict(model, clip_set, DeviceContext(device=torch.device("cpu")))
     with torch.no_grad():
         forward = torch.cat([model(clip_set.batch(slice(s, s + BATCH))[0]) for s in range(0, N_CLIPS, BATCH)])
     np.testing.assert_array_equal(logits, forward.double().numpy())

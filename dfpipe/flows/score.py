@@ -10,12 +10,11 @@ from __future__ import annotations
 
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
-from prefect_dask import get_dask_client
 
-from dfpipe.archive_scoring import ArchiveSummary, score_archive
+from dfpipe.archive_scoring import ArchiveSummary, expand_paths, score_archive
 from dfpipe.clipsets import DataSpec
 from dfpipe.config import DaskConfig, ScoreConfig
-from dfpipe.flows._common import dask_task_runner, run_on_gpu_if_any
+from dfpipe.flows._common import run_on_gpu_if_any, run_stage, task_executor
 from dfpipe.score import ScoreSummary, score
 
 # -- lake clips -> predictions --------------------------------------------------------------
@@ -37,10 +36,10 @@ def _score(lake_uri: str, run_id: str, data: DataSpec, dataset: str | None, epoc
 def score_flow(*, lake_uri: str, run_id: str, data: DataSpec, dataset: str | None = None,
                epoch: int | None = None, config: ScoreConfig | None = None,
                dask_config: DaskConfig | None = None) -> ScoreSummary:
-    """Run the lake-scoring flow on a LocalCluster, or on the scheduler in ``dask_config``."""
-    runner = dask_task_runner(dask_config or DaskConfig())
-    return _score.with_options(task_runner=runner)(lake_uri, run_id, data, dataset, epoch,
-                                                   config or ScoreConfig())
+    """Run the lake-scoring flow in this process, or on the scheduler in ``dask_config``
+    (:func:`dfpipe.flows._common.run_stage`: one task)."""
+    return run_stage(_score, dask_config or DaskConfig(), lake_uri, run_id, data, dataset, epoch,
+                     config or ScoreConfig())
 
 
 # -- archive files -> a Parquet folder ------------------------------------------------------
@@ -48,9 +47,9 @@ def score_flow(*, lake_uri: str, run_id: str, data: DataSpec, dataset: str | Non
 
 @task(retries=1, retry_delay_seconds=5, cache_policy=NO_CACHE)
 def score_archive_task(paths: list[str], checkpoint: str, out: str, config: ScoreConfig) -> ArchiveSummary:
-    """Score an archive; decoding runs on the cluster; a retry skips files already written."""
-    with get_dask_client() as client:
-        return score_archive(paths, checkpoint, out, config=config, executor=client)
+    """Score an archive; decoding runs on the cluster (if any); a retry skips files already written."""
+    with task_executor() as executor:
+        return score_archive(paths, checkpoint, out, config=config, executor=executor)
 
 
 @flow(name="score-archive", validate_parameters=False)
@@ -60,6 +59,9 @@ def _score_archive(paths: list[str], checkpoint: str, out: str, config: ScoreCon
 
 def score_archive_flow(*, paths: list[str], checkpoint: str, out: str, config: ScoreConfig | None = None,
                        dask_config: DaskConfig | None = None) -> ArchiveSummary:
-    """Run the archive-scoring flow on a LocalCluster, or on the scheduler in ``dask_config``."""
-    runner = dask_task_runner(dask_config or DaskConfig())
-    return _score_archive.with_options(task_runner=runner)(paths, checkpoint, out, config or ScoreConfig())
+    """Run the archive-scoring flow in this process, on a LocalCluster or on the scheduler in
+    ``dask_config``, by the archive's decode tasks (:func:`dfpipe.flows._common.run_stage`)."""
+    config = config or ScoreConfig()
+    decode_tasks = -(-len(expand_paths(paths)) // config.files_per_task)
+    return run_stage(_score_archive, dask_config or DaskConfig(), paths, checkpoint, out, config,
+                     shards=decode_tasks)

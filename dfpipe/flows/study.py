@@ -1,7 +1,8 @@
 """The study flow: a whole study file, stage by stage, as one Prefect flow.
 
-    build demo corpora -> ingest -> conditions -> features -> train every run (every epoch
-    scored on val and each eval set; a warm-started run after its source, from the source's
+    build demo corpora -> ingest -> conditions and features (the splits the runs read) ->
+    train every run (every epoch scored on val and each eval set, or every N epochs for a
+    set that says ``every: N``; a warm-started run after its source, from the source's
     checkpoint) -> metrics -> report
 
 Every stage up to training is a sub-flow of its own (``dfpipe/flows/<stage>.py``); metrics
@@ -34,7 +35,7 @@ from dfpipe.flows.train import train_flow
 from dfpipe.lake import Lake
 from dfpipe.metrics import compute_metrics
 from dfpipe.report import write_report
-from dfpipe.study import load_study, plan_study, sample_manifest
+from dfpipe.study import load_study, plan_study, sample_manifest, splits_by_pair
 
 
 @dataclass
@@ -91,15 +92,18 @@ def study_flow(study_file: str, lake: str, dask_address: str | None = None, repo
                                     show_progress=show_progress)
 
         with _timed(result.stage_seconds, "conditions"):
-            by_corpus: dict[str, list[str]] = defaultdict(list)
-            for corpus, condition in plan.conditions:
-                by_corpus[corpus].append(condition)
-            for corpus, conditions in by_corpus.items():
-                run_conditions_flow(lake, corpus, conditions, dask_config=dask, show_progress=show_progress)
+            # One conditions flow per corpus and split selection: only the clips runs read.
+            by_selection: dict[tuple[str, tuple[str, ...] | None], list[str]] = defaultdict(list)
+            for (corpus, condition), splits in splits_by_pair(plan.conditions).items():
+                by_selection[(corpus, splits)].append(condition)
+            for (corpus, splits), conditions in by_selection.items():
+                run_conditions_flow(lake, corpus, conditions, splits=splits, dask_config=dask,
+                                    show_progress=show_progress)
 
         with _timed(result.stage_seconds, "features"):
-            for corpus, condition in plan.features:
-                run_features_flow(lake, corpus, condition, dask_config=dask, show_progress=show_progress)
+            for (corpus, condition), splits in splits_by_pair(plan.features).items():
+                run_features_flow(lake, corpus, condition, splits=splits, dask_config=dask,
+                                  show_progress=show_progress)
 
         with _timed(result.stage_seconds, "train"):
             run_ids: dict[str, str] = {}  # planned run name -> run id; sources train first (plan order)

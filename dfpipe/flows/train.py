@@ -12,7 +12,7 @@ from prefect.cache_policies import NO_CACHE
 
 from dfpipe.clipsets import DataSpec
 from dfpipe.config import DaskConfig, TrainConfig
-from dfpipe.flows._common import dask_task_runner, run_on_gpu_if_any
+from dfpipe.flows._common import run_on_gpu_if_any, run_stage
 from dfpipe.train import TrainSummary, train
 
 
@@ -32,7 +32,7 @@ def _train(lake_uri: str, arch: str, train_data: DataSpec, eval_data: dict[str, 
 def train_flow(*, lake_uri: str, arch: str, train_data: DataSpec, eval_data: dict[str, DataSpec] | None = None,
                cfg: TrainConfig | None = None, model_config: object | None = None,
                dask_config: DaskConfig | None = None) -> TrainSummary:
-    """Run the training flow on a LocalCluster, or on the scheduler in ``dask_config``."""
-    runner = dask_task_runner(dask_config or DaskConfig())
-    return _train.with_options(task_runner=runner)(lake_uri, arch, train_data, dict(eval_data or {}),
-                                                   cfg or TrainConfig(), model_config)
+    """Run the training flow in this process, or on the scheduler in ``dask_config``
+    (:func:`dfpipe.flows._common.run_stage`: one task)."""
+    return run_stage(_train, dask_config or DaskConfig(), lake_uri, arch, train_data, dict(eval_data or {}),
+                     cfg or TrainConfig(), model_config)

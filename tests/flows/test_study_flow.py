@@ -1,7 +1,9 @@
-"""The main job end to end: ``dfpipe demo --quick`` through the real CLI, Prefect and Dask.
+"""The study flow end to end through the real CLI, Prefect and Dask.
 
-One uninterrupted run, and one killed mid-training then re-run; both must end with the
-same metric tables. Slow (several minutes on 2 cores): marked, and run in CI.
+The main job, ``dfpipe demo --quick``, to its report; a one-run study killed mid-training
+(the whole process tree) then re-run, which must end with the metric tables of an
+uninterrupted run; a warm start ordered after its source. Slow (minutes on 2 cores):
+marked, and run in CI. Each stage's own crash consistency is tested in test_kill_stages.py.
 """
 
 from __future__ import annotations
@@ -67,23 +69,48 @@ def test_demo_quick_runs_to_the_report(demo_lake):
     assert page.count("data:image/png;base64,") >= 5
 
 
-def test_killed_demo_resumes_to_the_same_metric_tables(demo_lake, tmp_path):
-    reference, _ = demo_lake
+KILL_STUDY = """
+name: kill-and-resume
+corpora: {demo: {format: demo, size: small, seed: 0}}
+train_sets:
+  train: {corpus: demo, split: train}
+eval_sets:
+  test: {corpus: demo, split: test}
+  ood: {corpus: demo, split: ood}
+experiments:
+  - {name: small, architectures: [mel-cnn], train: [train]}
+epochs: 3
+training: {lr: 1.0e-3, batch_size: 16}
+"""
+
+
+def _study(study: Path, lake: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen([*DFPIPE, "study", str(study), "--lake", str(lake), "--workers", "1"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+
+def test_a_study_killed_mid_training_resumes_to_the_same_metric_tables(demo_corpus_small, tmp_path):
+    study = tmp_path / "kill.yaml"
+    study.write_text(KILL_STUDY)
+    reference = _study(study, tmp_path / "reference")
+    output, _ = reference.communicate(timeout=900)
+    assert reference.returncode == 0, output[-4000:]
     lake = tmp_path / "lake"
-    process = _demo(lake)
-    deadline = time.monotonic() + 1200
-    # Kill the whole process tree once training has committed its first epoch.
+    process = _study(study, lake)
+    deadline = time.monotonic() + 900
+    # Kill the whole process tree (flow, scheduler, worker) once epoch 1 of 3 is committed.
     while not list(lake.glob("epochs/**/*.parquet")):
         if process.poll() is not None or time.monotonic() > deadline:
-            pytest.fail(f"the demo ended before it could be killed: {process.communicate()[0][-3000:]}")
-        time.sleep(0.5)
+            pytest.fail(f"the study ended before it could be killed: {process.communicate()[0][-3000:]}")
+        time.sleep(0.1)
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
-    resumed = _demo(lake)
-    output, _ = resumed.communicate(timeout=1500)
+    assert len(Lake(str(lake)).read("epochs")) < 3, "the kill came after the last epoch"
+    resumed = _study(study, lake)
+    output, _ = resumed.communicate(timeout=900)
     assert resumed.returncode == 0, output[-4000:]
     for name in COMPARED:
-        assert _table(lake, name) == _table(reference, name), name
+        assert _table(lake, name) == _table(tmp_path / "reference", name), name
 
 
 WARM_STUDY = """
