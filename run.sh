@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # dfpipe's one entry point for a fresh machine: it installs what is missing, then runs.
 #   ./run.sh demo [ARGS]   the main job: build the demo corpus, run the demo study, report
-#   ./run.sh test [ARGS]   the test suite (pytest ARGS)
+#   ./run.sh test [ARGS]   the test suite (pytest ARGS; two workers, DFPIPE_TEST_WORKERS=N to change)
 #   ./run.sh dfpipe ARGS   any dfpipe command inside the project's environment
 # Set-up is idempotent: system packages only when missing, the virtual environment only
 # when pyproject.toml changed since the last install (a stamp file records its hash).
@@ -48,7 +48,10 @@ export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 cmd="${1:-help}"; shift || true
 case "$cmd" in
   demo)   ensure_system_packages; ensure_venv; exec "$VENV/bin/dfpipe" demo "$@" ;;
-  test)   ensure_system_packages; ensure_venv; exec "$VENV/bin/python" -m pytest "$@" ;;
+  # Two pytest workers, whole files each (module fixtures built once): the long end-to-end
+  # files then overlap the rest. DFPIPE_TEST_WORKERS=0 runs in one process.
+  test)   ensure_system_packages; ensure_venv
+          exec "$VENV/bin/python" -m pytest -n "${DFPIPE_TEST_WORKERS:-2}" --dist loadfile "$@" ;;
   dfpipe) ensure_system_packages; ensure_venv; exec "$VENV/bin/dfpipe" "$@" ;;
   setup)  ensure_system_packages; ensure_venv; log "ready: $VENV/bin/dfpipe" ;;
   *) sed -n '2,5p' "$0"; exit 2 ;;

@@ -1,18 +1,15 @@
 """The study flow end to end through the real CLI, Prefect and Dask.
 
-The main job, ``dfpipe demo --quick``, to its report; a one-run study killed mid-training
-(the whole process tree) then re-run, which must end with the metric tables of an
-uninterrupted run; a warm start ordered after its source. Slow (minutes on 2 cores):
-marked, and run in CI. Each stage's own crash consistency is tested in test_kill_stages.py.
+The main job, ``dfpipe demo --quick``, to its report, and a warm start ordered after its
+source. Slow (minutes on 2 cores): marked, and run in CI. Crash consistency (a kill at and
+between every commit of every stage, then a re-run) is tested stage by stage in
+test_kill_stages.py, training's resume in test_train.py.
 """
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -23,9 +20,6 @@ from dfpipe.lake import Lake
 pytestmark = pytest.mark.slow
 
 DFPIPE = [str(Path(sys.executable).parent / "dfpipe")]
-COMPARED = ("leaderboard", "training_dynamics", "threshold_metrics", "score_metrics", "polished_gap",
-            "ablation_matrix", "model_size")
-"""Metric tables that must be identical after kill-and-resume (none holds a timing)."""
 
 
 def _demo(lake: Path, **popen: object) -> subprocess.Popen[str]:
@@ -67,50 +61,6 @@ def test_demo_quick_runs_to_the_report(demo_lake):
         assert (lake / "report" / f"{figure}.png").stat().st_size > 5_000
         assert f"({figure}.png)" in page
     assert page.count("data:image/png;base64,") >= 5
-
-
-KILL_STUDY = """
-name: kill-and-resume
-corpora: {demo: {format: demo, size: small, seed: 0}}
-train_sets:
-  train: {corpus: demo, split: train}
-eval_sets:
-  test: {corpus: demo, split: test}
-  ood: {corpus: demo, split: ood}
-experiments:
-  - {name: small, architectures: [mel-cnn], train: [train]}
-epochs: 3
-training: {lr: 1.0e-3, batch_size: 16}
-"""
-
-
-def _study(study: Path, lake: Path) -> subprocess.Popen[str]:
-    return subprocess.Popen([*DFPIPE, "study", str(study), "--lake", str(lake), "--workers", "1"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
-
-
-def test_a_study_killed_mid_training_resumes_to_the_same_metric_tables(demo_corpus_small, tmp_path):
-    study = tmp_path / "kill.yaml"
-    study.write_text(KILL_STUDY)
-    reference = _study(study, tmp_path / "reference")
-    output, _ = reference.communicate(timeout=900)
-    assert reference.returncode == 0, output[-4000:]
-    lake = tmp_path / "lake"
-    process = _study(study, lake)
-    deadline = time.monotonic() + 900
-    # Kill the whole process tree (flow, scheduler, worker) once epoch 1 of 3 is committed.
-    while not list(lake.glob("epochs/**/*.parquet")):
-        if process.poll() is not None or time.monotonic() > deadline:
-            pytest.fail(f"the study ended before it could be killed: {process.communicate()[0][-3000:]}")
-        time.sleep(0.1)
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
-    assert len(Lake(str(lake)).read("epochs")) < 3, "the kill came after the last epoch"
-    resumed = _study(study, lake)
-    output, _ = resumed.communicate(timeout=900)
-    assert resumed.returncode == 0, output[-4000:]
-    for name in COMPARED:
-        assert _table(lake, name) == _table(tmp_path / "reference", name), name
 
 
 WARM_STUDY = """
