@@ -128,6 +128,15 @@ def train_in_memory(lake: str, corpus: str) -> dict:
             "peak_rss_mb": _peak_rss_mb()}
 
 
+def _print_rows(first_columns: str, rows: list[tuple[str, dict]]) -> dict[str, dict]:
+    """Print a child-process measurement per row as a markdown table; the rows by name."""
+    print(f"| {first_columns} | clips/s | peak RSS MB |")
+    print("|---|---:|---:|---:|")
+    for name, row in rows:
+        print(f"| {name} | {row['clips']} | {row['clips_s']:.1f} | {row['peak_rss_mb']:.0f} |")
+    return dict(rows)
+
+
 def bench_train(quick: bool, n: int | None = None) -> None:
     """One epoch of Mel-CNN at N and 4N clips: peak RSS and clips/s, streaming vs in-memory.
 
@@ -149,11 +158,7 @@ def bench_train(quick: bool, n: int | None = None) -> None:
                 for mode, corpus in cases]
     print(f"\nOne epoch of Mel-CNN (channels {STREAM_CNN['channels']}, batch 128) on {os.cpu_count()} CPU "
           f"core(s); N = {n}; shuffle buffer {buffer}, {StreamConfig().workers} reader thread(s)\n")
-    print("| loader, corpus | train clips | clips/s | peak RSS MB |")
-    print("|---|---:|---:|---:|")
-    for name, row in rows:
-        print(f"| {name} | {row['clips']} | {row['clips_s']:.1f} | {row['peak_rss_mb']:.0f} |")
-    by = dict(rows)
+    by = _print_rows("loader, corpus | train clips", rows)
     print(f"\nstreaming peak RSS 4N / N: {by['streaming n4']['peak_rss_mb'] / by['streaming n1']['peak_rss_mb']:.3f} "
           "(target <= 1.15)")
     for corpus in ("n1", "n4"):
@@ -218,11 +223,7 @@ def bench_score(quick: bool, n: int | None = None) -> None:
                 for corpus in ("n1", "n4") for mode in ("streaming", "in_memory")]
     print(f"\nScoring an eval set with Mel-CNN (channels {STREAM_CNN['channels']}, batch 64) on "
           f"{os.cpu_count()} CPU core(s); N = {n}\n")
-    print("| scorer, eval set | clips | clips/s | peak RSS MB |")
-    print("|---|---:|---:|---:|")
-    for name, row in rows:
-        print(f"| {name} | {row['clips']} | {row['clips_s']:.1f} | {row['peak_rss_mb']:.0f} |")
-    by = dict(rows)
+    by = _print_rows("scorer, eval set | clips", rows)
     print(f"\nstreaming peak RSS 4N / N: {by['streaming n4']['peak_rss_mb'] / by['streaming n1']['peak_rss_mb']:.3f}")
 
 
