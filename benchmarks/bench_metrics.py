@@ -41,7 +41,7 @@ import pyarrow.parquet as pq
 
 RUNS = ["cnn_flac", "cnn_mp3", "aasist_flac", "aasist_corrupt_mp3"]
 DATASETS = ["val", "test", "ood", "test_polished", "val_polished"]
-GENERATORS = np.array(["espeak", "festival", "flite", "piper"])
+GENERATORS = np.array(["espeak-ng", "festival", "flite", "piper"])
 FAMILIES = np.array(["formant", "diphone", "diphone", "neural"])
 CODECS = np.array(["mp3", "flac"])
 

@@ -38,9 +38,9 @@ OPTIONAL = ("generator", "family", "speaker", "language")
 def parse_row(row: dict[str, str]) -> tuple[str, dict[str, Any]]:
     """``(path, CorpusItem fields)`` of one manifest row.
 
-    Sample input: ``{"path": "fake/a.wav", "label": "Fake", "generator": "espeak",
+    Sample input: ``{"path": "fake/a.wav", "label": "Fake", "generator": "espeak-ng",
     "split": "train", "snr": "20"}`` -> ``("fake/a.wav", {"label": "spoof", "generator":
-    "espeak", "split": "train", "attributes": {"snr": "20"}, ...})``.
+    "espeak-ng", "split": "train", "attributes": {"snr": "20"}, ...})``.
 
     Raises:
         RejectedInput: ``bad_label`` or ``bad_split``.

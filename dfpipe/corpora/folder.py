@@ -4,7 +4,7 @@ Layout::
 
     ROOT/
       real/**/<file>                 bona fide (any depth, any audio container)
-      fake/<generator>/**/<file>     spoof made by <generator> (e.g. fake/espeak/a.wav)
+      fake/<generator>/**/<file>     spoof made by <generator> (e.g. fake/espeak-ng/a.wav)
       fake/<file>                    spoof, generator unknown (NULL)
 
 or, with splits, the same below one folder per split::

@@ -73,8 +73,8 @@ def parse_recording(
 
     Sample input: ``{"id": "u1", "sources": [{"type": "file", "channels": [0], "source":
     "wav/u1.wav"}], "sampling_rate": 16000, ...}`` with ``[{"recording_id": "u1", "speaker":
-    "s1", "custom": {"label": "spoof", "generator": "espeak"}}]`` -> ``("wav/u1.wav",
-    {"label": "spoof", "generator": "espeak", "speaker": "s1", ...})``.
+    "s1", "custom": {"label": "spoof", "generator": "espeak-ng"}}]`` -> ``("wav/u1.wav",
+    {"label": "spoof", "generator": "espeak-ng", "speaker": "s1", ...})``.
 
     Raises:
         RejectedInput: ``bad_row``, ``bad_label`` or ``bad_split``.
