@@ -88,15 +88,30 @@ def expand_paths(paths_or_globs: Iterable[str]) -> list[str]:
     then rejected, not silently dropped). Each is a lake string
     (:func:`dfpipe.stage_kit.as_source_uri`: a name that is not UTF-8 becomes a ``file://`` URI
     of its bytes, so it is scored and written like any other)."""
+    return sorted({as_source_uri(os.path.abspath(p)) for p in _found_files(paths_or_globs)})
+
+
+def count_files(paths_or_globs: Iterable[str], up_to: int) -> int:
+    """How many files :func:`expand_paths` lists, counted no further than ``up_to``: enough to
+    tell a small archive (scored in-process) from a large one without walking all of it twice."""
     found: set[str] = set()
+    for path in _found_files(paths_or_globs):
+        found.add(os.path.abspath(path))
+        if len(found) >= up_to:
+            break
+    return len(found)
+
+
+def _found_files(paths_or_globs: Iterable[str]) -> Iterator[str]:
+    """The files of ``paths_or_globs`` as they are found (repeats included): folders
+    recursively, glob patterns expanded, other entries as given."""
     for item in paths_or_globs:
         if os.path.isdir(item):
-            found.update(str(p) for p in Path(item).rglob("*") if p.is_file() or _broken_link(p))
+            yield from (str(p) for p in Path(item).rglob("*") if p.is_file() or _broken_link(p))
         elif glob.has_magic(item):
-            found.update(p for p in glob.glob(item, recursive=True) if os.path.isfile(p) or _broken_link(Path(p)))
+            yield from (p for p in glob.iglob(item, recursive=True) if os.path.isfile(p) or _broken_link(Path(p)))
         else:
-            found.add(item)
-    return sorted(as_source_uri(os.path.abspath(p)) for p in found)
+            yield item
 
 
 def _broken_link(path: Path) -> bool:

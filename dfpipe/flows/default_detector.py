@@ -34,7 +34,7 @@ from dfpipe.config import (
 from dfpipe.corpora.demo import build_demo_corpus, cached_build
 from dfpipe.features import run_features
 from dfpipe.ingest import corpus_entries, ingest
-from dfpipe.lake import Lake, atomic_write
+from dfpipe.lake import Lake, write_bytes_atomic
 from dfpipe.llr import calibration_uri, write_score_map
 from dfpipe.metrics import compute_metrics
 from dfpipe.predictions import checkpoint_uri
@@ -98,14 +98,14 @@ def train_default_detector(into: str | os.PathLike[str], lake: str, config: Defa
     checkpoint = str(folder / config.checkpoint_name)
     with fsspec.open(checkpoint_uri(Lake(lake), fit.run_id, fit.epoch), "rb") as source:
         payload = source.read()
-    atomic_write(checkpoint, lambda tmp: Path(tmp).write_bytes(payload))
+    write_bytes_atomic(checkpoint, payload)
     calibration = write_score_map(fit.score_map, calibration_uri(checkpoint))
     card = {"recipe": asdict(config), "device": device, "chosen": chosen, "candidates": candidates,
             "training_wall_s": _training_wall_s(lake, list(runs)), "metrics": figures[chosen["run_id"]],
             "calibration": {"weights": fit.score_map.weights, "intercept": fit.score_map.intercept,
                             "prior": fit.score_map.prior, "fitted_on": fit.score_map.fitted_on}}
     metrics = str(folder / config.metrics_name)
-    atomic_write(metrics, lambda tmp: Path(tmp).write_text(json.dumps(card, indent=1, sort_keys=True) + "\n"))
+    write_bytes_atomic(metrics, (json.dumps(card, indent=1, sort_keys=True) + "\n").encode())
     return DefaultDetectorSummary(checkpoint=checkpoint, calibration=calibration, metrics=metrics, chosen=chosen,
                                   candidates=candidates)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
-from dfpipe.archive_scoring import ArchiveSummary, expand_paths, score_archive
+from dfpipe.archive_scoring import ArchiveSummary, count_files, score_archive
 from dfpipe.clipsets import DataSpec
 from dfpipe.config import DaskConfig, ScoreConfig
 from dfpipe.flows._common import run_on_gpu_if_any, run_stage, task_executor
@@ -62,6 +62,9 @@ def score_archive_flow(*, paths: list[str], checkpoint: str, out: str, config: S
     """Run the archive-scoring flow in this process, on a LocalCluster or on the scheduler in
     ``dask_config``, by the archive's decode tasks (:func:`dfpipe.flows._common.run_stage`)."""
     config = config or ScoreConfig()
-    decode_tasks = -(-len(expand_paths(paths)) // config.files_per_task)
-    return run_stage(_score_archive, dask_config or DaskConfig(), paths, checkpoint, out, config,
+    dask_config = dask_config or DaskConfig()
+    # Counted only as far as the in-process limit: the task itself lists the archive.
+    enough = (dask_config.in_process_shards * config.files_per_task) + 1
+    decode_tasks = -(-count_files(paths, enough) // config.files_per_task)
+    return run_stage(_score_archive, dask_config, paths, checkpoint, out, config,
                      shards=decode_tasks)
