@@ -11,7 +11,8 @@ cd "$(dirname "$0")"
 VENV="${DFPIPE_VENV:-.venv}"
 # Debian packages: ffmpeg for the conditions, the rest are the demo corpus' sources
 # (real speech: Asterisk prompts, pocketsphinx LibriVox utterances; speech generators).
-APT_PACKAGES=(ffmpeg espeak-ng festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts flite
+APT_PACKAGES=(ffmpeg espeak-ng festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts
+  festvox-italp16k festvox-itapc16k festvox-ru flite
   asterisk-core-sounds-en-g722 asterisk-core-sounds-es-g722 asterisk-core-sounds-fr-g722
   asterisk-core-sounds-it-g722 asterisk-core-sounds-ru-g722 pocketsphinx-testdata)
 

@@ -26,6 +26,7 @@ STREAM_CNN = {"channels": (4, 8, 16, 32, 64)}
 """Mel-CNN at a quarter of the default widths (about a tenth of the compute): it fits the run
 into minutes on two shared cores, and data loading is then a larger share of each step, so
 the throughput comparison is stricter than with the default widths."""
+EVAL_BATCH = 64  # val scoring batch of the streaming trainer (see train_streaming)
 
 
 def _standin_lake(root: str, sizes: dict[str, tuple[int, str]]) -> str:
@@ -87,7 +88,11 @@ def train_streaming(lake: str, corpus: str, shuffle_buffer: int) -> dict:
     from dfpipe.lake import Lake
     from dfpipe.train import train
 
-    cfg = TrainConfig(epochs=1, device="cpu", stream=StreamConfig(shuffle_buffer=shuffle_buffer))
+    # The val set (5 % of train: 100 clips at N = 2,000) is scored in batches of
+    # eval_batch_size; at the default 256 it fills a smaller batch at N than at 4N, and peak
+    # RSS would measure that, not the corpus. 64 fills a whole batch at both sizes.
+    cfg = TrainConfig(epochs=1, device="cpu", eval_batch_size=EVAL_BATCH,
+                      stream=StreamConfig(shuffle_buffer=shuffle_buffer))
     summary = train(cfg, lake, arch="mel-cnn", train_data=corpus,
                     model_config=MelCNNConfig(**STREAM_CNN), log=lambda line: None)
     wall, n = Lake(lake).connect().execute("select wall_s, n_train from epochs where run_id = ?",
@@ -156,7 +161,8 @@ def bench_train(quick: bool, n: int | None = None) -> None:
         rows = [(f"{mode} {corpus}", _child(f"b.train_{mode}({lake!r}, {corpus!r}"
                                             f"{', ' + str(buffer) if mode == 'streaming' else ''})"))
                 for mode, corpus in cases]
-    print(f"\nOne epoch of Mel-CNN (channels {STREAM_CNN['channels']}, batch 128) on {os.cpu_count()} CPU "
+    print(f"\nOne epoch of Mel-CNN (channels {STREAM_CNN['channels']}, batch 128, val batch {EVAL_BATCH}) on "
+          f"{os.cpu_count()} CPU "
           f"core(s); N = {n}; shuffle buffer {buffer}, {StreamConfig().workers} reader thread(s)\n")
     by = _print_rows("loader, corpus | train clips", rows)
     print(f"\nstreaming peak RSS 4N / N: {by['streaming n4']['peak_rss_mb'] / by['streaming n1']['peak_rss_mb']:.3f} "

@@ -25,7 +25,8 @@ from dfpipe.llr import read_calibration
 from dfpipe.models import Batch, dataclass_from_dict
 from dfpipe.shipped_model import default_checkpoint, package_folder
 
-TINY = DefaultDetectorConfig(corpus_size="small", epochs=1, lr=1e-3, batch_size=16, val_fraction=0.3)
+TINY = DefaultDetectorConfig(corpus_size="small", epochs=1, epochs_by_arch={}, lr=1e-3, batch_size=16,
+                             val_fraction=0.3)
 
 # Runs the command line in a fresh interpreter and reports every heavy module it imported.
 _CLI = ("import sys\nfrom dfpipe.cli import main\ntry:\n    main(sys.argv[1:])\nfinally:\n"
@@ -127,3 +128,43 @@ def test_without_a_shipped_detector_the_error_is_one_line(tmp_path):
     done = _dfpipe("detect", str(tmp_path))
     assert done.returncode == 1 and "ships no default detector" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+# -- the detector this checkout ships (dfpipe/pretrained, trained by `dfpipe train-default`) --
+
+def test_the_shipped_detector_loads_with_its_calibration_and_model_card():
+    checkpoint = default_checkpoint()
+    assert Path(checkpoint).stat().st_size < 20 * 2**20, "a few MB, as the model card says"
+    model, meta = checkpoints.load_model(checkpoint)  # weights_only=True inside
+    card = json.loads((package_folder() / DefaultDetectorConfig().metrics_name).read_text())
+    assert model.arch == card["chosen"]["arch"] and meta["run_id"] == card["chosen"]["run_id"]
+    calibration = read_calibration(checkpoint)
+    assert calibration is not None and calibration.fitted_on == "val"
+    assert calibration.weights == card["calibration"]["weights"]
+
+
+def test_detect_and_score_archive_use_the_shipped_detector_by_default(demo_corpus_small, tmp_path):
+    """No --checkpoint: ``detect`` prints the shipped model's calibrated LLR of each file (computed
+    here independently), and ``score-archive`` tags its scores with the shipped run."""
+    checkpoint = default_checkpoint()
+    clips = sorted(demo_corpus_small.glob("ood/*/*/*.flac"))[:2] + sorted(demo_corpus_small.glob("test/*/*/*.flac"))[:2]
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    for clip in clips:
+        shutil.copy(clip, folder / f"{clip.parent.parent.name}-{clip.name}")
+    done = _dfpipe("detect", str(folder), "--json")
+    assert done.returncode == 0, done.stderr
+    calibration = read_calibration(checkpoint)
+    rows = json.loads(done.stdout)
+    assert len(rows) == len(clips)
+    for row in rows:
+        logit = _centre_logit(checkpoint, row["path"])
+        assert row["llr"] == pytest.approx(calibration.llr([logit])[0], abs=1e-4)
+
+    archived = _dfpipe("score-archive", str(folder), "--out", str(tmp_path / "scores"), "--no-flow")
+    assert archived.returncode == 0, archived.stderr
+    import pyarrow.parquet as pq
+
+    scores = pq.read_table(tmp_path / "scores" / "scores").to_pylist()
+    _, meta = checkpoints.load_model(checkpoint)
+    assert len(scores) == len(clips) and {row["run_id"] for row in scores} == {meta["run_id"]}

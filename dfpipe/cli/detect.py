@@ -101,10 +101,11 @@ def detect(paths: tuple[str, ...], checkpoint: str | None, as_json: bool, output
 @click.option("--lake", "lake", required=True, help="Working lake (kept: its tables back the model card).")
 @click.option("--size", type=click.Choice(["small", "full"]), default=DefaultDetectorConfig.corpus_size,
               show_default=True, help="Built-in corpus size.")
-@click.option("--epochs", type=int, default=DefaultDetectorConfig.epochs, show_default=True)
+@click.option("--epochs", type=int, default=None,
+              help="Epochs for every arch (default: the recipe's, DefaultDetectorConfig.epochs_for).")
 @click.option("--device", default="auto", show_default=True)
 @friendly_errors
-def train_default(into: str, lake: str, size: str, epochs: int, device: str) -> None:
+def train_default(into: str, lake: str, size: str, epochs: int | None, device: str) -> None:
     """Train the default detector: both mel models on the built-in corpus, the better on its
     OOD split shipped with its calibration (see docs/model-card.md).
 
@@ -114,7 +115,9 @@ def train_default(into: str, lake: str, size: str, epochs: int, device: str) -> 
     """
     from dfpipe.flows.default_detector import train_default_detector
 
-    summary = train_default_detector(into, lake, DefaultDetectorConfig(corpus_size=size, epochs=epochs),
-                                     device=device, log=click.echo)
+    config = DefaultDetectorConfig(corpus_size=size)
+    if epochs is not None:
+        config = DefaultDetectorConfig(corpus_size=size, epochs=epochs, epochs_by_arch={})
+    summary = train_default_detector(into, lake, config, device=device, log=click.echo)
     for path in (summary.checkpoint, summary.calibration, summary.metrics):
         click.echo(f"wrote {path}")

@@ -76,12 +76,13 @@ def train_default_detector(into: str | os.PathLike[str], lake: str, config: Defa
         build_demo_corpus(corpus, config.corpus_size, config.corpus_seed, executor=executor)
     ingest(lake, CORPUS, corpus_entries("csv", corpus, IngestConfig()), IngestConfig(), executor=executor)
     run_features(lake, CORPUS, "raw", FeaturesConfig(), executor=executor)
-    recipe = TrainConfig(epochs=config.epochs, lr=config.lr, batch_size=config.batch_size,
-                         val_fraction=config.val_fraction, device=device)
     evals = {config.test_dataset: f"{CORPUS}@{config.test_dataset}",
              config.selection_dataset: f"{CORPUS}@{config.selection_dataset}"}
     runs: dict[str, tuple[str, CalibrationSummary]] = {}
     for arch in config.archs:
+        recipe = TrainConfig(epochs=config.epochs_for(arch), lr=config.lr, batch_size=config.batch_size,
+                             val_fraction=config.val_fraction, device=device,
+                             eval_every=dict.fromkeys(evals, config.held_out_every))
         summary = train(recipe, lake, arch=arch, train_data=CORPUS, eval_data=evals, log=log)
         runs[summary.run_id] = (arch, calibrate(lake, summary.run_id, on=VAL_DATASET))
     compute_metrics(lake)

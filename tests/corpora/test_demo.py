@@ -59,8 +59,9 @@ def test_plan_keeps_sources_texts_and_pairs_in_one_split(sources, size):
         seen["text"].add(pair.spoof.text)
         seen["pair"].add((pair.spoof.text, pair.spoof.speaker))
         seen["path"].update({pair.bonafide.path, pair.spoof.path})
-        # ood = the neural family and unseen speakers; train/test never hold them
-        assert (pair.spoof.family == config.ood_family) == (split == "ood")
+        # ood = the neural family, voices of unseen languages and unseen speakers; train/test never hold them
+        ood_voice = pair.spoof.family == config.ood_family or pair.spoof.language in config.ood_languages
+        assert ood_voice == (split == "ood")
         assert pair.bonafide.speaker.startswith(config.ood_speakers) == (split == "ood")
     for kind in ("source", "text", "pair", "path"):
         for a in by_split:
@@ -142,8 +143,13 @@ def test_small_corpus_manifest(demo_corpus_small):
     train_speakers = {r["speaker"] for r in rows if r["split"] == "train"}
     ood = [r for r in rows if r["split"] == "ood"]
     assert not {r["speaker"] for r in ood} & train_speakers
-    assert {r["family"] for r in ood if r["label"] == "spoof"} == {"neural"}
-    assert "neural" not in {r["family"] for r in rows if r["split"] != "ood"}
+    # ood spoofs: the neural family, and Italian voices (a language train/test never speak)
+    assert {(r["family"], r["language"]) for r in ood if r["label"] == "spoof"} == {("neural", "en"),
+                                                                                   ("diphone", "it")}
+    in_distribution = [r for r in rows if r["split"] != "ood"]
+    assert "neural" not in {r["family"] for r in in_distribution}
+    assert "it" not in {r["language"] for r in in_distribution}
+    assert "unit" in {r["family"] for r in rows if r["split"] == "train"}
     assert (demo_corpus_small / "ATTRIBUTION.md").read_text().count("CC-BY-SA-3.0") >= 1
     stamp = json.loads((demo_corpus_small / "build.json").read_text())
     assert sum(stamp["excluded"].get(v, 0) for v in ("silence", "tone", "sound_effect")) > 0

