@@ -136,7 +136,7 @@ def test_the_shipped_detector_loads_with_its_calibration_and_model_card():
     assert model.arch == card["chosen"]["arch"] and meta["run_id"] == card["chosen"]["run_id"]
     calibration = read_calibration(checkpoint)
     assert calibration is not None and calibration.fitted_on == "val"
-    assert calibration.weights == card["calibration"]["weights"]
+    assert list(calibration.weights) == card["calibration"]["weights"]
 
 
 def test_detect_and_score_archive_use_the_shipped_detector_by_default(demo_corpus_small, tmp_path):
