@@ -32,8 +32,8 @@ def build_demo(out_dir: str, size: str, seed: int, dask_config: DaskConfig) -> N
 
     Bona fide: Asterisk IVR prompts and PocketSphinx utterances; spoof: espeak-ng,
     Festival (diphone, unit selection, HTS; Italian voices ood only), Flite (diphone,
-    clustergen), Piper (neural, ood only). Both classes go through one channel. A finished build with the same arguments returns at
-    once; an interrupted one resumes.
+    clustergen), Piper (neural, ood only). Both classes go through one channel. A finished
+    build with the same arguments returns at once; an interrupted one resumes.
 
     \b
     Examples:

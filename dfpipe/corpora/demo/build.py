@@ -184,7 +184,8 @@ def plan_demo_corpus(
     Each bona fide recording of a split gets one spoof twin of the same split: in train
     and test a voice of the recording's language (texts of that language), in ood a voice
     never trained on: the held-out family, or (for ``ood_native_share`` of the recordings
-    in an ``ood_languages`` language) a voice of that language. Texts are split-disjoint; within a split a text-voice pair is used once.
+    in an ``ood_languages`` language) a voice of that language. Texts are split-disjoint;
+    within a split a text-voice pair is used once.
 
     Args:
         usable: bona fide sources that passed the scan.
