@@ -1115,8 +1115,9 @@ class DefaultDetectorConfig:
     corpus_seed: int = 0
     epochs: int = 24
     """Sized for two CPU cores (the shipped model was trained so): the study's 50 epochs at lr
-    5e-5 and batch 128 are about 700 optimiser steps on the built-in corpus' 1,800 training
-    clips, too few to converge; 24 epochs at batch 32 and lr 3e-4 are about 1,300."""
+    5e-5 and batch 128 are about 500 optimiser steps on the built-in corpus' 1,248 training
+    clips (train less val), too few at that rate; 24 epochs at batch 32 and lr 3e-4 are about
+    940."""
     epochs_by_arch: dict[str, int] = field(default_factory=lambda: {"mel-multiscale": 6})
     """Per-arch overrides of ``epochs``. Mel-MultiScale costs about 4x Mel-CNN per clip on a
     CPU: a quarter of the epochs gives both about the same training time (the comparison the
