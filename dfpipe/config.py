@@ -237,6 +237,19 @@ class PrefectServerConfig:
                   stop_timeout_s=self.stop_timeout_s)
 
 
+CPU_MALLOC_KEEP_BYTES = 1 << 30
+"""Where torch runs on the CPU, glibc malloc's mmap and trim thresholds are set to this
+(:func:`dfpipe.devices.keep_freed_buffers`; 0 leaves malloc alone). By default glibc serves
+every allocation above at most 32 MiB by a fresh ``mmap`` and unmaps it when freed, and a
+training step allocates and frees activations of tens to hundreds of MB: each is faulted in
+page by page again, every step. On 2 cores that was about a third of the CPU time of
+``dfpipe demo --quick`` (kernel time), and training ran at half its speed. The cost: up to
+this much freed memory stays with the process instead of going back to the system, and
+the heap fragments: peak RSS grew 0.05-2.5 GB in ``benchmarks/bench_cpu_malloc.py``.
+``$DFPIPE_CPU_MALLOC_KEEP_BYTES`` overrides it (0: glibc's defaults)."""
+
+CPU_MALLOC_KEEP_ENV = "DFPIPE_CPU_MALLOC_KEEP_BYTES"
+
 METRICS_MEMORY_FRACTION = 0.5
 """Share of physical memory the metric SQL's DuckDB may hold by default (DuckDB's own default
 is 80 %, too much beside the Python process and the other stages sharing the machine)."""

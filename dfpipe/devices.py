@@ -11,12 +11,13 @@ CPU ``GradScaler``, which is how the tests exercise the CUDA path without a GPU.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 from dataclasses import dataclass
 
 import torch
 
-from dfpipe.config import AmpConfig
+from dfpipe.config import CPU_MALLOC_KEEP_BYTES, CPU_MALLOC_KEEP_ENV, AmpConfig
 from dfpipe.errors import ConfigError
 
 AMP_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -55,6 +56,35 @@ class DeviceContext:
         """A loss scaler, enabled for float16 only (bfloat16 has float32's exponent range and
         float32 needs none); a disabled one passes ``scale``/``step``/``update`` through."""
         return torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
+
+
+def keep_freed_buffers(limit: int | None = None) -> bool:
+    """Let glibc malloc reuse freed buffers of up to ``limit`` bytes instead of unmapping them
+    (``mallopt`` of ``M_MMAP_THRESHOLD`` and ``M_TRIM_THRESHOLD``; why:
+    :data:`dfpipe.config.CPU_MALLOC_KEEP_BYTES`). For the whole process, from now on.
+
+    Args:
+        limit: bytes; ``None``: ``$DFPIPE_CPU_MALLOC_KEEP_BYTES``, else the config default.
+
+    Returns:
+        Whether both were set: ``False`` with ``limit`` 0, and where the C library is not
+        glibc (macOS has no ``mallopt``; musl's ignores it).
+
+    Raises:
+        ConfigError: the environment variable is not a whole number from 0 to 2**31 - 1.
+    """
+    if limit is None:
+        setting = os.environ.get(CPU_MALLOC_KEEP_ENV, str(CPU_MALLOC_KEEP_BYTES))
+        if not setting.strip().isdigit() or int(setting) >= 2**31:  # mallopt takes a C int
+            raise ConfigError(f"{CPU_MALLOC_KEEP_ENV}={setting!r}: give bytes, a whole number from 0 to 2147483647")
+        limit = int(setting)
+    if limit <= 0:
+        return False
+    mallopt = getattr(ctypes.CDLL(None), "mallopt", None)
+    if mallopt is None:
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3  # glibc's malloc.h
+    return bool(mallopt(m_mmap_threshold, limit)) and bool(mallopt(m_trim_threshold, limit))
 
 
 def restore_grad_scaler(scaler: torch.amp.GradScaler, state: dict) -> None:
@@ -98,6 +128,7 @@ def select_device(preference: str = "auto", *, amp: bool = True, amp_dtypes: Amp
             raise ConfigError(f"device {preference!r}: dfpipe runs on cpu or cuda")
     if device.type == "cpu":
         torch.set_num_threads(cpu_threads or os.cpu_count() or 1)
+        keep_freed_buffers()
     if device.type == "cuda":
         # TF32 tensor cores for fp32 matmuls and convolutions (the study's setting): the parts
         # autocast leaves in float32, and every op when AMP is off.

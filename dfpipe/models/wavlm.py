@@ -29,7 +29,9 @@ def load_wavlm(name_or_path: str) -> WavLMModel:
         DfpipeError: naming the weights and the two ways to provide them.
     """
     from transformers import WavLMModel
+    from transformers.utils import logging as transformers_logging
 
+    transformers_logging.disable_progress_bar()  # a "Loading weights" bar per run, amid dfpipe's output
     try:
         return WavLMModel.from_pretrained(name_or_path, local_files_only=True)
     except (OSError, ValueError) as exc:

@@ -17,7 +17,10 @@ import pytest
 
 from dfpipe.lake import Lake
 
-pytestmark = pytest.mark.slow
+# The demo alone: ~3.5 min on 2 idle cores; beside the seed-study rehearsal in the other test
+# worker ~8 min, and over 15 min on a loaded CI machine: past the suite's 900 s per-test limit.
+# The limit here stays above the fixture's own 2400 s wait on the demo.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(2700)]
 
 DFPIPE = [str(Path(sys.executable).parent / "dfpipe")]
 
@@ -37,7 +40,7 @@ def _table(lake: Path, name: str) -> list[dict]:
 def demo_lake(tmp_path_factory, demo_corpus_small):
     lake = tmp_path_factory.mktemp("demo") / "lake"
     process = _demo(lake)
-    output, _ = process.communicate(timeout=1500)
+    output, _ = process.communicate(timeout=2400)
     assert process.returncode == 0, output[-4000:]
     return lake, output
 
