@@ -249,6 +249,7 @@ the heap fragments: peak RSS grew 0.05-2.5 GB in ``benchmarks/bench_cpu_malloc.p
 ``$DFPIPE_CPU_MALLOC_KEEP_BYTES`` overrides it (0: glibc's defaults)."""
 
 CPU_MALLOC_KEEP_ENV = "DFPIPE_CPU_MALLOC_KEEP_BYTES"
+"""Environment variable overriding :data:`CPU_MALLOC_KEEP_BYTES` (bytes; Dask workers inherit it)."""
 
 METRICS_MEMORY_FRACTION = 0.5
 """Share of physical memory the metric SQL's DuckDB may hold by default (DuckDB's own default

@@ -17,8 +17,8 @@ import pytest
 
 from dfpipe.lake import Lake
 
-# The demo alone: ~3.5 min on 2 idle cores; beside the seed-study rehearsal in the other test
-# worker ~8 min, and over 15 min on a loaded CI machine: past the suite's 900 s per-test limit.
+# The demo alone: ~2 min on 2 idle cores; beside the seed-study rehearsal in the other test
+# worker ~7 min, and over 15 min on a loaded CI machine: past the suite's 900 s per-test limit.
 # The limit here stays above the fixture's own 2400 s wait on the demo.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(2700)]
 
