@@ -36,12 +36,13 @@ def _page_faults(side: str, **env: str) -> int:
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
 def test_select_device_on_the_cpu_reuses_freed_buffers():
     pages = (64 << 20) // 4096
-    # glibc's default: each 64 MiB buffer is a fresh mapping, every page faulted in again
-    assert _page_faults("default") >= 9 * pages
-    # after select_device: the ten reuse one buffer's pages (faulted in once)
-    assert _page_faults("select_device") <= 2 * pages
-    # the environment variable at 0 keeps glibc's defaults
-    assert _page_faults("select_device", **{CPU_MALLOC_KEEP_ENV: "0"}) >= 9 * pages
+    default, kept = _page_faults("default"), _page_faults("select_device")
+    turned_off = _page_faults("select_device", **{CPU_MALLOC_KEEP_ENV: "0"})
+    # after select_device the ten reuse one buffer's pages, faulted in once
+    assert kept <= 2 * pages
+    # glibc's defaults (and the variable at 0): each buffer a fresh mapping, faulted in again,
+    # ten buffers' worth (fewer faults, in the same ratio, where the kernel uses huge pages)
+    assert default >= 5 * max(kept, 1) and turned_off >= 5 * max(kept, 1), (default, kept, turned_off)
 
 
 @pytest.mark.parametrize("setting", ["1GB", "-1", "4294967296"])
