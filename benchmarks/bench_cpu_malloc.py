@@ -7,8 +7,9 @@
 This measures what that buys: each side, in a fresh child process (the malloc settings are the
 whole process's), builds a mel detector at its default widths and runs
 :func:`dfpipe.train.train_step` on random ``(B, 2, 128, 301)`` inputs, 2 warm-up and
-``--steps`` timed steps, every core as torch's threads. The baseline side sets the same threads
-and skips the malloc call; nothing else differs. Sides alternate for ``--rounds`` rounds and
+``--steps`` timed steps, every core as torch's threads. Both sides set up through
+``select_device``; the baseline side runs with ``DFPIPE_CPU_MALLOC_KEEP_BYTES=0``, which skips
+the malloc call; nothing else differs. Sides alternate for ``--rounds`` rounds and
 the medians are printed: clips/s, CPU seconds in user and kernel mode per timed step, and
 peak RSS (``VmHWM``).
 """
@@ -23,21 +24,22 @@ import subprocess
 import sys
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from dfpipe.config import CPU_MALLOC_KEEP_ENV
+
 CHILD = """
 import json, os, sys, time
 import torch
 from torch import nn
+from bench_scale import _peak_rss_mb
 from dfpipe.config import TrainConfig
-from dfpipe.devices import DeviceContext, select_device
+from dfpipe.devices import select_device
 from dfpipe.models import Batch, build_model, default_config
 from dfpipe.train import train_step
 
-side, arch, batch_size, steps = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-if side == "dfpipe":
-    ctx = select_device("cpu", amp=False)
-else:  # what select_device does on the CPU, less the malloc call
-    torch.set_num_threads(os.cpu_count() or 1)
-    ctx = DeviceContext(device=torch.device("cpu"))
+arch, batch_size, steps = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+ctx = select_device("cpu", amp=False)
 torch.manual_seed(0)
 model = build_model(arch, default_config(arch)).train()
 optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
@@ -50,19 +52,21 @@ for step in range(2 + steps):
     train_step(model, batch, labels, optimizer=optimizer, scaler=scaler, loss_fn=loss_fn, ctx=ctx,
                grad_clip=TrainConfig.grad_clip)
 wall, done = time.perf_counter() - started, os.times()
-with open("/proc/self/status") as status:
-    rss = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:")) / 1024
 print(json.dumps({"clips_per_s": steps * batch_size / wall, "user_s": (done.user - cpu.user) / steps,
-                  "kernel_s": (done.system - cpu.system) / steps, "peak_rss_mb": rss}))
+                  "kernel_s": (done.system - cpu.system) / steps, "peak_rss_mb": _peak_rss_mb()}))
 """
 
 SIDES = ("glibc default", "dfpipe")
 
 
 def measure(side: str, arch: str, batch_size: int, steps: int) -> dict:
-    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    done = subprocess.run([sys.executable, "-c", CHILD, "dfpipe" if side == "dfpipe" else "default", arch,
-                           str(batch_size), str(steps)], check=True, capture_output=True, text=True, cwd=here)
+    here = os.path.dirname(os.path.abspath(__file__))
+    env = {k: v for k, v in os.environ.items() if k != CPU_MALLOC_KEEP_ENV}  # dfpipe: the default
+    if side == "glibc default":
+        env[CPU_MALLOC_KEEP_ENV] = "0"
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [here, env.get("PYTHONPATH")]))  # bench_scale
+    done = subprocess.run([sys.executable, "-c", CHILD, arch, str(batch_size), str(steps)], check=True,
+                          capture_output=True, text=True, env=env)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
